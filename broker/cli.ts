@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// The `fleethub` command. `fleethub start [flags]` runs a node until SIGINT or SIGTERM, then stops
+// gracefully and exits 0. Configuration errors exit 2 with a message that names the option.
+import { startApp } from './app.js'
+import { loadConfig, optionsHelp } from './config.js'
+
+const USAGE = `usage: fleethub <command> [flags]
+
+commands:
+  start      run a FleetHub node (embedded in-memory mode unless FLEETHUB_REDIS_URL is set)
+  help       show this text
+
+flags of start (each also read from its environment variable):
+`
+
+/** How long a graceful stop may take before the process gives up and exits 1. */
+const STOP_TIMEOUT_MS = 15_000
+
+async function start(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}${optionsHelp()}\n`)
+    return
+  }
+  let config: ReturnType<typeof loadConfig>
+  try {
+    config = loadConfig(argv)
+  } catch (err) {
+    process.stderr.write(`fleethub: ${(err as Error).message}\n`)
+    process.exit(2)
+  }
+  const app = await startApp(config)
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    app.log.info({ signal }, 'stopping')
+    const timer = setTimeout(() => {
+      app.log.error('graceful stop timed out')
+      process.exit(1)
+    }, STOP_TIMEOUT_MS)
+    timer.unref()
+    app.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        app.log.error({ err }, 'stop failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2)
+  switch (command) {
+    case 'start':
+      return start(rest)
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}${optionsHelp()}\n`)
+      return
+    default:
+      process.stderr.write(`fleethub: unknown command ${command}\n${USAGE}`)
+      process.exit(2)
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`fleethub: ${(err as Error)?.stack ?? String(err)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,138 @@
+// The device routes of the contract: create, list, get, patch, delete, rotate keys.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { errors } from '../../registry/errors.js'
+import { isDeviceId } from '../../registry/ids.js'
+import type { RegistryService } from '../../registry/service.js'
+import {
+  CreateDeviceBody,
+  Device,
+  DeviceList,
+  DeviceWithPresence,
+  ErrorBody,
+  IdParams,
+  Keys,
+  ListQuery,
+  PatchDeviceBody,
+} from './schemas.js'
+
+const encodeCursor = (id: string) => Buffer.from(id, 'utf8').toString('base64url')
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8')
+  if (!isDeviceId(id)) throw new errors.INVALID_CURSOR()
+  return id
+}
+
+const errorResponses = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody }
+
+export function deviceRoutes(registry: RegistryService): FastifyPluginAsyncTypebox {
+  return async function devices(app) {
+    app.post(
+      '/devices',
+      {
+        schema: {
+          summary: 'Create a device; its keys are in this answer only',
+          tags: ['devices'],
+          body: CreateDeviceBody,
+          response: { 201: Type.Object({ device: Device, keys: Keys }), 409: ErrorBody, ...errorResponses },
+        },
+      },
+      async function createDevice(req, reply) {
+        const created = await registry.createDevice(req.body)
+        reply.header('location', `/devices/${encodeURIComponent(created.device.id)}`)
+        return reply.status(201).send(created)
+      },
+    )
+
+    app.get(
+      '/devices',
+      {
+        schema: {
+          summary: 'List devices, filtered by status, parent and tag.{key}={value}, in pages',
+          tags: ['devices'],
+          querystring: ListQuery,
+          response: { 200: DeviceList, ...errorResponses },
+        },
+      },
+      async function listDevices(req) {
+        const q = req.query as Record<string, string | number | undefined>
+        const tags: Record<string, string> = {}
+        for (const k in q) if (k.startsWith('tag.')) tags[k.slice(4)] = String(q[k])
+        const page = await registry.listDevices({
+          ...(req.query.status ? { status: req.query.status } : {}),
+          ...(req.query.parentId ? { parentId: req.query.parentId } : {}),
+          ...(Object.keys(tags).length ? { tags } : {}),
+          ...(req.query.cursor ? { after: decodeCursor(req.query.cursor) } : {}),
+          limit: req.query.limit ?? 100,
+        })
+        return page.next === undefined
+          ? { items: page.items }
+          : { items: page.items, nextCursor: encodeCursor(page.next) }
+      },
+    )
+
+    app.get(
+      '/devices/:id',
+      {
+        schema: {
+          summary: 'One device with its presence (never its keys)',
+          tags: ['devices'],
+          params: IdParams,
+          response: { 200: DeviceWithPresence, ...errorResponses },
+        },
+      },
+      async function getDevice(req) {
+        const d = await registry.getDevice(req.params.id)
+        if (!d) throw new errors.DEVICE_NOT_FOUND(req.params.id)
+        return d
+      },
+    )
+
+    app.patch(
+      '/devices/:id',
+      {
+        schema: {
+          summary: 'Enable or disable a device, or patch its tags; disabling closes its session',
+          tags: ['devices'],
+          params: IdParams,
+          body: PatchDeviceBody,
+          response: { 200: Device, ...errorResponses },
+        },
+      },
+      async function patchDevice(req) {
+        return registry.updateDevice(req.params.id, req.body)
+      },
+    )
+
+    app.delete(
+      '/devices/:id',
+      {
+        schema: {
+          summary: 'Delete a device; its session is closed',
+          tags: ['devices'],
+          params: IdParams,
+          response: { 204: Type.Null(), ...errorResponses },
+        },
+      },
+      async function deleteDevice(req, reply) {
+        await registry.deleteDevice(req.params.id)
+        return reply.status(204).send(null)
+      },
+    )
+
+    app.post(
+      '/devices/:id/keys/rotate',
+      {
+        schema: {
+          summary: 'New primary and secondary keys; the old ones stop working and the session is closed',
+          tags: ['devices'],
+          params: IdParams,
+          response: { 200: Type.Object({ keys: Keys }), ...errorResponses },
+        },
+      },
+      async function rotateKeys(req) {
+        return { keys: await registry.rotateKeys(req.params.id) }
+      },
+    )
+  }
+}

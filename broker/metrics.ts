@@ -1,0 +1,93 @@
+// Prometheus metrics (prom-client), on a registry of this app's own (no global singletons), served
+// at /metrics. Reasons are small fixed vocabularies, never device ids, so label sets stay bounded.
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client'
+
+export type AuthFailureReason =
+  | 'bad_credentials'
+  | 'unknown_device'
+  | 'expired_token'
+  | 'disabled'
+  | 'identifier_rejected'
+  | 'error'
+
+export type RejectReason =
+  | 'publish_denied'
+  | 'subscribe_denied'
+  | 'packet_too_large'
+  | 'invalid_utf8'
+  | 'malformed_packet'
+  | 'protocol_error'
+  | 'handler_error'
+
+export function createMetrics() {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'fleethub_process_' })
+  return {
+    registry,
+    connections: new Gauge({
+      name: 'fleethub_connections',
+      help: 'MQTT sessions open on this node',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    connects: new Counter({
+      name: 'fleethub_connects_total',
+      help: 'accepted CONNECTs',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    /** The hot path counts in plain numbers; these read them when /metrics is scraped. */
+    bindHotCounters(hot: { messagesIn: number; messagesOut: number }) {
+      new Counter({
+        name: 'fleethub_messages_in_total',
+        help: 'PUBLISH packets accepted from clients',
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc(hot.messagesIn)
+        },
+      })
+      new Counter({
+        name: 'fleethub_messages_out_total',
+        help: 'PUBLISH packets delivered to clients',
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc(hot.messagesOut)
+        },
+      })
+    },
+    authFailures: new Counter({
+      name: 'fleethub_auth_failures_total',
+      help: 'refused CONNECTs by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    rejected: new Counter({
+      name: 'fleethub_rejected_total',
+      help: 'refused or malformed client input by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    kicks: new Counter({
+      name: 'fleethub_kicks_total',
+      help: 'sessions closed because the registry changed (disable, delete, key rotation)',
+      labelNames: ['event'] as const,
+      registers: [registry],
+    }),
+    httpRequests: new Counter({
+      name: 'fleethub_http_requests_total',
+      help: 'HTTP API requests',
+      labelNames: ['method', 'route', 'status'] as const,
+      registers: [registry],
+    }),
+    authCache: new Counter({
+      name: 'fleethub_auth_cache_total',
+      help: 'CONNECT credential cache look-ups',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

@@ -1,0 +1,186 @@
+// The MQTT side of a node: an Aedes broker with FleetHub's hooks, its backend (memory or Redis), the
+// listeners, and the BrokerPort that plugins use.
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { Aedes, type AedesPublishPacket, type PublishPacket } from 'aedes'
+import type { Config } from '../config.js'
+import type { Logger } from '../log.js'
+import type { Metrics, RejectReason } from '../metrics.js'
+import type { PluginHost } from '../plugin-host.js'
+import type { BrokerPort, Session, Transport } from '../session.js'
+import type { MqttBackend } from './backend.js'
+import { guardParser } from './guard.js'
+import { createHooks, type FleetClient, type FleetPacket, kDropped, kMeta, kSession } from './hooks.js'
+import { type MqttListeners, startMqttListeners } from './transports.js'
+
+export interface MqttBrokerDeps {
+  config: Config
+  host: PluginHost
+  log: Logger
+  metrics: Metrics
+  backend: MqttBackend
+  hot: { messagesIn: number; messagesOut: number }
+}
+
+export interface MqttBroker {
+  readonly port: BrokerPort
+  readonly aedes: Aedes
+  listen(): Promise<MqttListeners['ports']>
+  /** Stops accepting, closes every client, waits for session hooks, closes the backend. */
+  close(): Promise<void>
+}
+
+/** Client errors that are just the network going away: not worth a log line or a metric. */
+const ORDINARY = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT'])
+
+function rejectReasonOf(err: Error): RejectReason {
+  const r = (err as { reason?: string }).reason
+  if (r === 'packet_too_large' || r === 'invalid_utf8') return r
+  return /not allowed|invalid|malformed|cannot parse|too short|must|protocol|not supported|levels/i.test(err.message)
+    ? 'malformed_packet'
+    : 'protocol_error'
+}
+
+export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker> {
+  const { config, log, metrics } = deps
+  const pending = new Set<Promise<unknown>>()
+  const track = (p: Promise<unknown>) => {
+    pending.add(p)
+    p.finally(() => pending.delete(p))
+  }
+  const hooks = createHooks({ host: deps.host, log, metrics, hot: deps.hot, track })
+
+  const aedes = await Aedes.createBroker({
+    id: config.nodeId,
+    mq: deps.backend.mq,
+    persistence: deps.backend.persistence,
+    // device ids are up to 128 characters, also for MQTT 3.1 clients
+    maxClientsIdLength: 256,
+    heartbeatInterval: 5000,
+    preConnect: hooks.preConnect,
+    authenticate: hooks.authenticate,
+    authorizePublish: hooks.authorizePublish,
+    authorizeSubscribe: hooks.authorizeSubscribe,
+    authorizeForward: hooks.authorizeForward,
+    published: hooks.published,
+  } as ConstructorParameters<typeof Aedes>[0])
+
+  // A refused PUBLISH is acknowledged as the protocol requires, then dropped here.
+  const publish = aedes.publish as unknown as (p: PublishPacket, c: unknown, d?: (e?: Error) => void) => void
+  ;(aedes as unknown as { publish: typeof publish }).publish = function publishUnlessDropped(packet, client, done) {
+    if ((packet as FleetPacket)[kDropped] === true) {
+      const cb = typeof client === 'function' ? client : done
+      if (cb) cb()
+      return
+    }
+    publish.call(aedes, packet, client, done)
+  }
+
+  aedes.on('clientReady', (client: FleetClient) => {
+    const s = client[kSession]
+    if (!s) return
+    metrics.connections.inc({ kind: s.principal.kind })
+    metrics.connects.inc({ kind: s.principal.kind })
+    hooks.runSessionHooks('sessionReady', s)
+  })
+  aedes.on('clientDisconnect', (client: FleetClient) => {
+    const s = client[kSession]
+    if (!s) return
+    metrics.connections.dec({ kind: s.principal.kind })
+    hooks.runSessionHooks('sessionGone', s)
+  })
+  const onClientError = (client: FleetClient, err: Error) => {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code && ORDINARY.has(code)) return
+    if (err.message === 'connection closed' || err.message === 'keep alive timeout') return
+    // a refused CONNECT was answered, counted and logged by the authenticate hook already
+    if ((err as { errorCode?: number }).errorCode !== undefined) return
+    const reason = rejectReasonOf(err)
+    metrics.rejected.inc({ reason })
+    log.info(
+      { clientId: client.id ?? undefined, remote: client[kMeta]?.remoteAddress, reason, error: err.message },
+      'connection closed on bad input',
+    )
+  }
+  aedes.on('clientError', onClientError)
+  aedes.on('connectionError', onClientError)
+  ;(aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => log.error({ err }, 'broker error'))
+
+  function handle(conn: Duplex, req: IncomingMessage | undefined, transport: Transport, remoteAddress?: string) {
+    try {
+      const client = aedes.handle(conn, req) as FleetClient
+      client[kMeta] = { transport, remoteAddress }
+      guardParser((client as unknown as { _parser: unknown })._parser, config.maxPacketSize)
+    } catch (err) {
+      log.error({ err }, 'could not take a connection')
+      conn.destroy()
+    }
+  }
+
+  let listeners: MqttListeners | undefined
+
+  const port: BrokerPort = {
+    nodeId: config.nodeId,
+    publish(topic, payload, opts = {}) {
+      return new Promise((resolve, reject) => {
+        const packet = {
+          cmd: 'publish',
+          topic,
+          payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+          qos: opts.qos ?? 0,
+          retain: opts.retain ?? false,
+          dup: false,
+        } as PublishPacket
+        aedes.publish(packet, (err?: Error) => (err ? reject(err) : resolve()))
+      })
+    },
+    subscribe(filter, listener) {
+      const deliver = (packet: AedesPublishPacket, cb: () => void) => {
+        try {
+          listener(packet.topic, packet.payload as Buffer)
+        } catch (err) {
+          log.error({ err, filter }, 'broker listener failed')
+        }
+        cb()
+      }
+      return new Promise((resolve) => {
+        aedes.subscribe(filter, deliver, () =>
+          resolve(() => new Promise<void>((done) => aedes.unsubscribe(filter, deliver, () => done()))),
+        )
+      })
+    },
+    localSession(clientId) {
+      return (aedes as unknown as { clients: Record<string, FleetClient> }).clients[clientId]?.[kSession]
+    },
+    disconnectLocal(clientId, reason) {
+      const client = (aedes as unknown as { clients: Record<string, FleetClient> }).clients[clientId]
+      if (!client) return false
+      log.info({ clientId, reason }, 'closing session')
+      client.close()
+      return true
+    },
+    *localSessions(): IterableIterator<Session> {
+      const clients = (aedes as unknown as { clients: Record<string, FleetClient> }).clients
+      for (const id in clients) {
+        const s = clients[id]?.[kSession]
+        if (s) yield s
+      }
+    },
+  }
+
+  return {
+    port,
+    aedes,
+    async listen() {
+      listeners = await startMqttListeners(config, handle, log)
+      return listeners.ports
+    },
+    async close() {
+      const stopped = listeners?.stopAccepting()
+      await new Promise<void>((resolve) => aedes.close(() => resolve()))
+      await Promise.allSettled([...pending])
+      await deps.backend.close()
+      if (stopped) await stopped
+    },
+  }
+}

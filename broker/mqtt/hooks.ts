@@ -1,0 +1,296 @@
+// Aedes hooks built from the plugin host. Each one is guarded: a synchronous throw inside an Aedes
+// hook kills the process, so every body runs in try/catch and every promise ends in the callback.
+// The publish path (authorizePublish, authorizeForward, published) answers synchronously from the
+// session in memory; it awaits only for a gateway's first look-up of a child.
+import { randomUUID } from 'node:crypto'
+import type { AedesPublishPacket, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes'
+import { CONNACK, connackCodeOf, errors, isCoded } from '../../registry/errors.js'
+import { IOT_PREFIX, SYS_PREFIX, splitIotTopic, uplinkKindAt } from '../../registry/topics.js'
+import type { Logger } from '../log.js'
+import type { AuthFailureReason, Metrics } from '../metrics.js'
+import { decide, type PluginHost } from '../plugin-host.js'
+import type { ConnectContext, Principal, Session, Transport } from '../session.js'
+
+export const kSession = Symbol('fleethub.session')
+export const kMeta = Symbol('fleethub.meta')
+/** Marks a PUBLISH that was refused: it is dropped (acknowledged, never delivered). */
+export const kDropped = Symbol('fleethub.dropped')
+
+export interface ConnectionMeta {
+  transport: Transport
+  remoteAddress: string | undefined
+  /** Set by preConnect when the CONNECT must be refused with "identifier rejected". */
+  refuse?: string
+  will?: PublishPacket
+}
+
+export type FleetClient = Client & { [kSession]?: Session; [kMeta]?: ConnectionMeta }
+export type FleetPacket = PublishPacket & { [kDropped]?: true }
+
+// once-per-session log flags
+const LOGGED_PUBLISH_DENIED = 1
+const LOGGED_SUBSCRIBE_DENIED = 2
+const LOGGED_HANDLER_ERROR = 4
+
+export interface HookDeps {
+  host: PluginHost
+  log: Logger
+  metrics: Metrics
+  /** Plain counters for the hot path, read by /metrics at scrape time. */
+  hot: { messagesIn: number; messagesOut: number }
+  /** Tracks async work (session hooks) so shutdown can wait for it. */
+  track(p: Promise<unknown>): void
+}
+
+type RefusalError = Error & { returnCode?: number; reason?: AuthFailureReason }
+
+function refusal(err: Error, reason: AuthFailureReason): RefusalError {
+  return Object.assign(err, { returnCode: connackCodeOf(err), reason })
+}
+
+function reasonOf(err: Error): AuthFailureReason {
+  const r = (err as { reason?: AuthFailureReason }).reason
+  return r ?? (isCoded(err) ? 'bad_credentials' : 'error')
+}
+
+export function createHooks(deps: HookDeps) {
+  const { host, log, metrics, hot } = deps
+
+  function preConnect(client: FleetClient, packet: ConnectPacket, callback: (e: Error | null, ok: boolean) => void) {
+    try {
+      const meta = client[kMeta] ?? { transport: 'tcp', remoteAddress: undefined }
+      client[kMeta] = meta
+      if (packet.clientId === '') {
+        // [MQTT-3.1.3-7] a zero-byte client id needs CleanSession=1; the device id is the user name
+        if (packet.clean && typeof packet.username === 'string' && packet.username !== '') {
+          packet.clientId = packet.username
+        } else {
+          meta.refuse = 'an empty client id needs CleanSession=1 and a user name' // [MQTT-3.1.3-8]
+        }
+      }
+      if (packet.will) meta.will = packet.will as PublishPacket
+      callback(null, true)
+    } catch (err) {
+      log.error({ err }, 'preConnect failed')
+      callback(err as Error, false)
+    }
+  }
+
+  async function runAuthenticate(ctx: ConnectContext): Promise<Principal | Error> {
+    for (const hook of host.hooks.authenticate) {
+      const r = await hook(ctx)
+      if (r !== undefined) return r
+    }
+    return refusal(new errors.BAD_CREDENTIALS(), 'bad_credentials')
+  }
+
+  function newSession(client: FleetClient, principal: Principal, meta: ConnectionMeta, startedAt: Date): Session {
+    return {
+      id: randomUUID(),
+      clientId: client.id,
+      principal,
+      transport: meta.transport,
+      remoteAddress: meta.remoteAddress,
+      connectedAt: startedAt,
+      data: new Map(),
+      logged: 0,
+    }
+  }
+
+  function authenticate(
+    client: FleetClient,
+    username: string | undefined,
+    password: Buffer | undefined,
+    callback: (e: RefusalError | null, ok: boolean | null) => void,
+  ) {
+    const meta = client[kMeta] as ConnectionMeta
+    const fail = (err: RefusalError) => {
+      err.returnCode ??= connackCodeOf(err)
+      const reason = reasonOf(err)
+      metrics.authFailures.inc({ reason })
+      log.info({ clientId: client.id, username, remote: meta.remoteAddress, reason }, 'connect refused')
+      callback(err, null)
+    }
+    try {
+      if (meta.refuse) return fail(refusal(new errors.IDENTIFIER_REJECTED(meta.refuse), 'identifier_rejected'))
+      const ctx: ConnectContext = {
+        clientId: client.id,
+        username,
+        password,
+        clean: client.clean,
+        transport: meta.transport,
+        remoteAddress: meta.remoteAddress,
+      }
+      const startedAt = new Date()
+      runAuthenticate(ctx).then(
+        function authenticated(result) {
+          if (result instanceof Error) return fail(result as RefusalError)
+          const session = newSession(client, result, meta, startedAt)
+          const will = meta.will
+          meta.will = undefined
+          if (will) {
+            // a will is published when the session dies, perhaps by another node: check it now
+            const d = decide(host.hooks.authorizePublish, session, will.topic)
+            if (d !== 'allow' || will.topic.startsWith(SYS_PREFIX)) {
+              return fail(refusal(new errors.NOT_AUTHORIZED(), 'disabled'))
+            }
+          }
+          client[kSession] = session
+          callback(null, true)
+        },
+        function authenticateFailed(err: Error) {
+          log.error({ err, clientId: client.id }, 'authentication failed with an error')
+          fail(Object.assign(err, { returnCode: CONNACK.SERVER_UNAVAILABLE, reason: 'error' as const }))
+        },
+      )
+    } catch (err) {
+      fail(refusal(err as Error, 'error'))
+    }
+  }
+
+  function refusePublish(session: Session | undefined, packet: FleetPacket) {
+    packet[kDropped] = true
+    metrics.rejected.inc({ reason: 'publish_denied' })
+    if (session && !(session.logged & LOGGED_PUBLISH_DENIED)) {
+      session.logged |= LOGGED_PUBLISH_DENIED
+      log.info(
+        { clientId: session.clientId, topic: packet.topic },
+        'publish refused (dropped; logged once per session)',
+      )
+    }
+  }
+
+  function authorizePublish(client: FleetClient | null, packet: FleetPacket, callback: (e?: Error | null) => void) {
+    try {
+      if (client === null) return callback(null) // a will of a dead node, checked at its CONNECT
+      const session = client[kSession]
+      if (!session || packet.topic.startsWith(SYS_PREFIX)) {
+        refusePublish(session, packet)
+        return callback(null)
+      }
+      const d = decide(host.hooks.authorizePublish, session, packet.topic)
+      if (d === 'allow') return callback(null)
+      if (d === 'deny') {
+        refusePublish(session, packet)
+        return callback(null)
+      }
+      d.then(
+        (late) => {
+          if (late !== 'allow') refusePublish(session, packet)
+          callback(null)
+        },
+        () => {
+          refusePublish(session, packet)
+          callback(null)
+        },
+      )
+    } catch (err) {
+      log.error({ err }, 'authorizePublish failed')
+      refusePublish(undefined, packet)
+      callback(null)
+    }
+  }
+
+  function authorizeSubscribe(
+    client: FleetClient,
+    sub: Subscription,
+    callback: (e: Error | null, s?: Subscription | null) => void,
+  ) {
+    const refuse = (session: Session | undefined) => {
+      metrics.rejected.inc({ reason: 'subscribe_denied' })
+      if (session && !(session.logged & LOGGED_SUBSCRIBE_DENIED)) {
+        session.logged |= LOGGED_SUBSCRIBE_DENIED
+        log.info({ clientId: session.clientId, topic: sub.topic }, 'subscribe refused (logged once per session)')
+      }
+      callback(null, null) // SUBACK 0x80, the connection stays
+    }
+    try {
+      const session = client[kSession]
+      if (!session || sub.topic.startsWith(SYS_PREFIX)) return refuse(session)
+      const d = decide(host.hooks.authorizeSubscribe, session, sub.topic)
+      if (d === 'allow') return callback(null, sub)
+      if (d === 'deny') return refuse(session)
+      d.then(
+        (late) => (late === 'allow' ? callback(null, sub) : refuse(session)),
+        () => refuse(session),
+      )
+    } catch (err) {
+      log.error({ err }, 'authorizeSubscribe failed')
+      refuse(undefined)
+    }
+  }
+
+  function authorizeForward(_client: Client, packet: AedesPublishPacket): AedesPublishPacket {
+    hot.messagesOut++
+    return packet
+  }
+
+  function published(packet: AedesPublishPacket, client: FleetClient | null, callback: (e?: Error | null) => void) {
+    if (client === null || client === undefined) return callback(null)
+    hot.messagesIn++
+    const topic = packet.topic
+    if (!topic.startsWith(IOT_PREFIX)) return callback(null)
+    try {
+      const session = client[kSession]
+      if (!session) return callback(null)
+      let deviceId: string
+      let kind: string | undefined
+      const p = session.principal
+      if (p.kind === 'device' && topic.startsWith(p.prefix)) {
+        deviceId = p.deviceId
+        kind = uplinkKindAt(topic, p.prefix.length)
+      } else {
+        const split = splitIotTopic(topic)
+        if (!split) return callback(null)
+        deviceId = split.deviceId
+        kind = uplinkKindAt(topic, split.restAt)
+      }
+      const handler = kind && host.handlerFor(kind)
+      if (!handler) return callback(null)
+      const qos = packet.qos
+      handler({ session, deviceId, kind: kind as string, topic, payload: packet.payload as Buffer, qos }).then(
+        () => callback(null),
+        (err: Error) => {
+          metrics.rejected.inc({ reason: 'handler_error' })
+          if (!(session.logged & LOGGED_HANDLER_ERROR)) {
+            session.logged |= LOGGED_HANDLER_ERROR
+            log.error({ err, clientId: session.clientId, topic }, 'uplink handler failed (logged once per session)')
+          }
+          callback(null)
+        },
+      )
+    } catch (err) {
+      log.error({ err, topic }, 'published hook failed')
+      callback(null)
+    }
+  }
+
+  function runSessionHooks(name: 'sessionReady' | 'sessionGone', session: Session): void {
+    for (const hook of host.hooks[name]) {
+      let r: void | Promise<void>
+      try {
+        r = hook(session)
+      } catch (err) {
+        log.error({ err, clientId: session.clientId }, `${name} hook failed`)
+        continue
+      }
+      if (r) {
+        deps.track(
+          r.catch((err: unknown) => {
+            log.error({ err, clientId: session.clientId }, `${name} hook failed`)
+          }),
+        )
+      }
+    }
+  }
+
+  return {
+    preConnect,
+    authenticate,
+    authorizePublish,
+    authorizeSubscribe,
+    authorizeForward,
+    published,
+    runSessionHooks,
+  }
+}

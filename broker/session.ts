@@ -1,0 +1,79 @@
+// What plugins know about a connection: who it is (principal) and where it came from (session).
+// Plugins see this and the BrokerPort, never Aedes itself.
+
+export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
+
+export interface DevicePrincipal {
+  readonly kind: 'device'
+  readonly deviceId: string
+  readonly parentId?: string
+  /** `$iot/{deviceId}/`, precomputed for the publish path. */
+  readonly prefix: string
+  /** A gateway's known answers to "is X my child?" (filled lazily, kept correct by registry events). */
+  readonly children: Map<string, boolean>
+}
+
+/** Roles of service principals. `admin` may read every device topic and every `$fleet` topic. */
+export type ServiceRole = 'admin'
+
+export interface ServicePrincipal {
+  readonly kind: 'service'
+  readonly name: string
+  readonly role: ServiceRole
+}
+
+export type Principal = DevicePrincipal | ServicePrincipal
+
+export interface Session {
+  /** Unique per connection: tells a device's successive sessions apart. */
+  readonly id: string
+  readonly clientId: string
+  readonly principal: Principal
+  readonly transport: Transport
+  readonly remoteAddress: string | undefined
+  /** When the credential check of its CONNECT began (so revocations after it are caught). */
+  readonly connectedAt: Date
+  /** Per-plugin data, keyed by plugin name. */
+  readonly data: Map<string, unknown>
+  /** Bit flags of what was already logged for this session (each problem is logged once). */
+  logged: number
+}
+
+export interface ConnectContext {
+  readonly clientId: string
+  readonly username: string | undefined
+  readonly password: Buffer | undefined
+  readonly clean: boolean
+  readonly transport: Transport
+  readonly remoteAddress: string | undefined
+}
+
+export interface UplinkMessage {
+  readonly session: Session
+  /** The device the topic belongs to (a gateway may publish for its children). */
+  readonly deviceId: string
+  readonly kind: string
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: 0 | 1 | 2
+}
+
+export interface PublishOptions {
+  qos?: 0 | 1
+  retain?: boolean
+}
+
+/** The only broker surface plugins see. */
+export interface BrokerPort {
+  readonly nodeId: string
+  /** Publishes as the broker itself, to subscribers on every node. */
+  publish(topic: string, payload: Buffer | string, opts?: PublishOptions): Promise<void>
+  /** Listens to a topic filter on every node's traffic; resolves to an unsubscribe function. */
+  subscribe(filter: string, listener: (topic: string, payload: Buffer) => void): Promise<() => Promise<void>>
+  /** The live session of a client on this node. */
+  localSession(clientId: string): Session | undefined
+  /** Closes a client's session if it is on this node; true when one was closed. */
+  disconnectLocal(clientId: string, reason: string): boolean
+  /** Sessions on this node. */
+  localSessions(): IterableIterator<Session>
+}

@@ -1,0 +1,57 @@
+// Live enforcement: disabling, deleting or rotating the keys of a device closes its live session on
+// whichever node holds it. Registry events reach every node; each closes its own session. A CONNECT
+// whose credential check began before such an event arrived is closed as soon as it is ready, so
+// the race between a look-up and a revocation never leaves a revoked session open.
+// Gateways learn of children created or deleted while they are connected.
+import type { Plugin } from '../../broker/plugin-host.js'
+import type { Session } from '../../broker/session.js'
+import type { RegistryEvent } from '../../registry/types.js'
+
+/** How long a revocation is remembered for sessions still being set up. */
+const RECENT_MS = 10_000
+
+const REVOKING = new Set(['device.disabled', 'device.deleted', 'credential.revoked'])
+
+export function enforcementPlugin(): Plugin {
+  return {
+    name: 'enforcement',
+    dependencies: ['auth'],
+    register({ host, registry, broker, metrics }) {
+      const revokedAt = new Map<string, number>()
+
+      function remember(deviceId: string) {
+        const now = Date.now()
+        revokedAt.delete(deviceId)
+        revokedAt.set(deviceId, now)
+        // entries are in time order: drop the old ones from the front
+        for (const [id, t] of revokedAt) {
+          if (now - t < RECENT_MS) break
+          revokedAt.delete(id)
+        }
+      }
+
+      function onEvent(e: RegistryEvent) {
+        if (REVOKING.has(e.type)) {
+          remember(e.deviceId)
+          const s = broker.localSession(e.deviceId)
+          if (s?.principal.kind === 'device' && broker.disconnectLocal(e.deviceId, e.type)) {
+            metrics.kicks.inc({ event: e.type })
+          }
+        }
+        if (e.parentId !== undefined && (e.type === 'device.created' || e.type === 'device.deleted')) {
+          const gw = broker.localSession(e.parentId)
+          if (gw?.principal.kind === 'device') gw.principal.children.set(e.deviceId, e.type === 'device.created')
+        }
+      }
+      host.onClose(registry.store.events.subscribe(onEvent))
+
+      host.addHook('sessionReady', function closeIfRevokedMeanwhile(s: Session) {
+        if (s.principal.kind !== 'device') return
+        const t = revokedAt.get(s.principal.deviceId)
+        if (t !== undefined && t >= s.connectedAt.getTime() - 1) {
+          if (broker.disconnectLocal(s.clientId, 'revoked while connecting')) metrics.kicks.inc({ event: 'race' })
+        }
+      })
+    },
+  }
+}

@@ -1,0 +1,114 @@
+// Device key material, as the contract fixes it: a key is 32 random bytes written in base64url; the
+// registry keeps only `verifier = HMAC-SHA256(key, "fleethub-token-v1")`; a signed token is
+// `v1.{expiry}.{base64url(HMAC-SHA256(verifier, "{deviceId}\n{expiry}"))}`, so the broker can check
+// a token with the verifier alone. Every comparison is constant-time.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+
+export const KEY_BYTES = 32
+const VERIFIER_CONTEXT = 'fleethub-token-v1'
+const TOKEN_PREFIX = 'v1.'
+
+export interface DeviceKeys {
+  primary: string
+  secondary: string
+}
+
+/** Base64url verifiers of the primary and secondary keys (what the registry stores). */
+export interface KeyVerifiers {
+  primary: string
+  secondary: string
+}
+
+export function generateKey(): string {
+  return randomBytes(KEY_BYTES).toString('base64url')
+}
+
+export function generateKeys(): DeviceKeys {
+  return { primary: generateKey(), secondary: generateKey() }
+}
+
+function decodeKey(key: string): Buffer | undefined {
+  if (key.length !== 43) return undefined // 32 bytes in unpadded base64url
+  const raw = Buffer.from(key, 'base64url')
+  return raw.length === KEY_BYTES ? raw : undefined
+}
+
+function verifierBytes(key: Buffer): Buffer {
+  return createHmac('sha256', key).update(VERIFIER_CONTEXT).digest()
+}
+
+/** The stored verifier of a key, or undefined when the text is not a 32-byte base64url key. */
+export function verifierOf(key: string): string | undefined {
+  const raw = decodeKey(key)
+  return raw ? verifierBytes(raw).toString('base64url') : undefined
+}
+
+export function verifiersOf(keys: DeviceKeys): KeyVerifiers {
+  return { primary: verifierOf(keys.primary) as string, secondary: verifierOf(keys.secondary) as string }
+}
+
+/** Signs a token from a key (what a device does) for unix-second `expiry`. */
+export function signToken(deviceId: string, key: string, expiry: number): string {
+  const raw = decodeKey(key)
+  if (!raw) throw new TypeError('a device key is 32 bytes in base64url')
+  return signWithVerifier(deviceId, verifierBytes(raw), expiry)
+}
+
+function signWithVerifier(deviceId: string, verifier: Buffer, expiry: number): string {
+  const sig = createHmac('sha256', verifier).update(`${deviceId}\n${expiry}`).digest('base64url')
+  return `${TOKEN_PREFIX}${expiry}.${sig}`
+}
+
+/** The outcome of checking a CONNECT password; the broker never tells a client which it was. */
+export type PasswordCheck = 'ok' | 'bad' | 'expired'
+
+/** Decoded verifiers, kept by the credential cache so a reconnect costs one HMAC. */
+export interface VerifierBytes {
+  primary: Buffer
+  secondary: Buffer
+}
+
+export function decodeVerifiers(v: KeyVerifiers): VerifierBytes {
+  return { primary: Buffer.from(v.primary, 'base64url'), secondary: Buffer.from(v.secondary, 'base64url') }
+}
+
+function matchesEither(candidate: Buffer, v: VerifierBytes): boolean {
+  // both comparisons always run, so timing does not tell primary from secondary
+  const a = candidate.length === v.primary.length && timingSafeEqual(candidate, v.primary)
+  const b = candidate.length === v.secondary.length && timingSafeEqual(candidate, v.secondary)
+  return a || b
+}
+
+/**
+ * Checks a CONNECT password (a key or a signed token) against a device's verifiers.
+ * `nowSec` is the current unix time in seconds.
+ */
+export function checkPassword(deviceId: string, password: string, v: VerifierBytes, nowSec: number): PasswordCheck {
+  if (password.startsWith(TOKEN_PREFIX)) return checkToken(deviceId, password, v, nowSec)
+  const raw = decodeKey(password)
+  if (!raw) return 'bad'
+  return matchesEither(verifierBytes(raw), v) ? 'ok' : 'bad'
+}
+
+const TOKEN_RE = /^v1\.(\d{1,12})\.([A-Za-z0-9_-]{43})$/
+
+function checkToken(deviceId: string, token: string, v: VerifierBytes, nowSec: number): PasswordCheck {
+  const m = TOKEN_RE.exec(token)
+  if (!m) return 'bad'
+  const expiryText = m[1] as string
+  const sig = Buffer.from(m[2] as string, 'base64url')
+  const message = `${deviceId}\n${expiryText}`
+  const a = createHmac('sha256', v.primary).update(message).digest()
+  const b = createHmac('sha256', v.secondary).update(message).digest()
+  const valid = (timingSafeEqual(sig, a) ? 1 : 0) | (timingSafeEqual(sig, b) ? 1 : 0)
+  if (!valid) return 'bad'
+  // only a correctly signed token learns that it expired
+  return Number(expiryText) > nowSec ? 'ok' : 'expired'
+}
+
+/** Constant-time comparison of two secrets given as text (API tokens). */
+export function sameSecret(a: string, b: string): boolean {
+  const x = createHmac('sha256', 'fleethub-compare').update(a).digest()
+  const y = createHmac('sha256', 'fleethub-compare').update(b).digest()
+  return timingSafeEqual(x, y)
+}

@@ -1,0 +1,85 @@
+// The one error registry (after fastify's lib/errors.js): every expected failure has a code, a
+// message template and an HTTP status. Mappers below turn an error into a CONNACK return code or an
+// envelope status, so no other module decides those numbers. "Not found" in stores is `undefined`;
+// these errors are for the callers' answers.
+import createError, { type FastifyErrorConstructor } from '@fastify/error'
+
+function define(code: string, message: string, statusCode: number): FastifyErrorConstructor {
+  return createError(`FLEETHUB_ERR_${code}`, message, statusCode)
+}
+
+export const errors = {
+  BAD_REQUEST: define('BAD_REQUEST', '%s', 400),
+  INVALID_DEVICE_ID: define(
+    'INVALID_DEVICE_ID',
+    'device id must be 1-128 characters from letters, digits and -._:@, not starting with service:',
+    400,
+  ),
+  INVALID_TAGS: define('INVALID_TAGS', 'invalid tags: %s', 400),
+  INVALID_CURSOR: define('INVALID_CURSOR', 'the cursor is not one this server issued', 400),
+  PARENT_NOT_FOUND: define('PARENT_NOT_FOUND', 'parent device %s does not exist', 400),
+  UNAUTHORIZED: define('UNAUTHORIZED', 'a valid bearer token is required', 401),
+  FORBIDDEN: define('FORBIDDEN', '%s', 403),
+  DEVICE_NOT_FOUND: define('DEVICE_NOT_FOUND', 'device %s does not exist', 404),
+  ROUTE_NOT_FOUND: define('ROUTE_NOT_FOUND', 'no route %s %s', 404),
+  DEVICE_EXISTS: define('DEVICE_EXISTS', 'device %s already exists', 409),
+  CONFLICT: define('CONFLICT', '%s', 409),
+  PAYLOAD_TOO_LARGE: define('PAYLOAD_TOO_LARGE', '%s', 413),
+  UNSUPPORTED_MEDIA_TYPE: define('UNSUPPORTED_MEDIA_TYPE', '%s', 415),
+  INTERNAL: define('INTERNAL', 'internal error', 500),
+  UNAVAILABLE: define('UNAVAILABLE', '%s', 503),
+  // CONNECT refusals: the message never says which part of the credentials was wrong
+  BAD_CREDENTIALS: define('BAD_CREDENTIALS', 'bad user name or password', 401),
+  NOT_AUTHORIZED: define('NOT_AUTHORIZED', 'not authorized', 403),
+  IDENTIFIER_REJECTED: define('IDENTIFIER_REJECTED', 'identifier rejected: %s', 400),
+  CONFIG: define('CONFIG', '%s', 500),
+} as const
+
+export type ErrorCode = keyof typeof errors
+
+export interface CodedError extends Error {
+  code: string
+  statusCode?: number
+}
+
+export function isCoded(err: unknown): err is CodedError {
+  return err instanceof Error && typeof (err as CodedError).code === 'string'
+}
+
+export function hasCode(err: unknown, code: ErrorCode): boolean {
+  return isCoded(err) && err.code === `FLEETHUB_ERR_${code}`
+}
+
+/** MQTT 3.1.1 CONNACK return codes [MQTT-3.2.2.3]. */
+export const CONNACK = {
+  ACCEPTED: 0,
+  UNACCEPTABLE_PROTOCOL: 1,
+  IDENTIFIER_REJECTED: 2,
+  SERVER_UNAVAILABLE: 3,
+  BAD_USERNAME_OR_PASSWORD: 4,
+  NOT_AUTHORIZED: 5,
+} as const
+
+/** The CONNACK return code for a refusal; anything unexpected is "server unavailable". */
+export function connackCodeOf(err: unknown): number {
+  if (hasCode(err, 'BAD_CREDENTIALS')) return CONNACK.BAD_USERNAME_OR_PASSWORD
+  if (hasCode(err, 'NOT_AUTHORIZED')) return CONNACK.NOT_AUTHORIZED
+  if (hasCode(err, 'IDENTIFIER_REJECTED')) return CONNACK.IDENTIFIER_REJECTED
+  return CONNACK.SERVER_UNAVAILABLE
+}
+
+/** The HTTP-style status an error carries into an HTTP answer or a request/response envelope. */
+export function statusOf(err: unknown): number {
+  if (isCoded(err) && err.code.startsWith('FLEETHUB_ERR_') && typeof err.statusCode === 'number') {
+    return err.statusCode
+  }
+  return 500
+}
+
+/** The `{"error":{"code","message"}}` body; unexpected errors never leak their message. */
+export function errorBody(err: unknown): { error: { code: string; message: string } } {
+  if (isCoded(err) && err.code.startsWith('FLEETHUB_ERR_')) {
+    return { error: { code: err.code, message: err.message } }
+  }
+  return { error: { code: 'FLEETHUB_ERR_INTERNAL', message: 'internal error' } }
+}

@@ -1,0 +1,180 @@
+// The in-memory adapter: the reference semantics of every store port, and the embedded mode's store.
+// Values are copied in and out, so callers can never change stored state by accident.
+import type { DeviceStore, PresenceStore, RegistryEvents, RegistryStore, SessionEnd, SessionStart } from '../ports.js'
+import { MAX_SCAN, matchesQuery } from '../query.js'
+import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
+
+const copy = structuredClone
+
+/** Sorted set of ids, in the byte order Redis uses for ZRANGEBYLEX (ids are ASCII). */
+class SortedIds {
+  private ids: string[] = []
+
+  private indexOf(id: string): number {
+    let lo = 0
+    let hi = this.ids.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if ((this.ids[mid] as string) < id) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+
+  add(id: string): void {
+    const i = this.indexOf(id)
+    if (this.ids[i] !== id) this.ids.splice(i, 0, id)
+  }
+
+  remove(id: string): void {
+    const i = this.indexOf(id)
+    if (this.ids[i] === id) this.ids.splice(i, 1)
+  }
+
+  /** Ids after `after` (exclusive), in order. */
+  *from(after: string | undefined): Generator<string> {
+    let i = after === undefined ? 0 : this.indexOf(after)
+    if (after !== undefined && this.ids[i] === after) i++
+    for (; i < this.ids.length; i++) yield this.ids[i] as string
+  }
+}
+
+function createDeviceStore(): DeviceStore {
+  const records = new Map<string, DeviceRecord>()
+  const order = new SortedIds()
+  return {
+    async create(record) {
+      if (records.has(record.id)) return false
+      records.set(record.id, copy(record))
+      order.add(record.id)
+      return true
+    },
+    async get(id) {
+      const r = records.get(id)
+      return r && copy(r)
+    },
+    async getMany(ids) {
+      return ids.map((id) => {
+        const r = records.get(id)
+        return r && copy(r)
+      })
+    },
+    async compareAndSet(next, before) {
+      const cur = records.get(next.id)
+      if (!cur || cur.rev !== before.rev) return false
+      records.set(next.id, copy(next))
+      return true
+    },
+    async delete(id) {
+      const r = records.get(id)
+      if (!r) return undefined
+      records.delete(id)
+      order.remove(id)
+      return r
+    },
+    async list(q: DeviceQuery): Promise<DevicePage> {
+      const items: DeviceRecord[] = []
+      let scanned = 0
+      let last: string | undefined
+      for (const id of order.from(q.after)) {
+        if (items.length >= q.limit || scanned >= MAX_SCAN) return { items, next: last }
+        scanned++
+        last = id
+        const r = records.get(id) as DeviceRecord
+        if (matchesQuery(r, q)) items.push(copy(r))
+      }
+      return { items }
+    },
+    async count() {
+      return records.size
+    },
+  }
+}
+
+function createPresenceStore(): PresenceStore {
+  const state = new Map<string, Presence>()
+  const nodes = new Map<string, number>()
+  return {
+    async connected(deviceId, s: SessionStart) {
+      const seq = (state.get(deviceId)?.seq ?? 0) + 1
+      const prev = state.get(deviceId)
+      const p: Presence = { online: true, seq, node: s.node, session: s.session, since: s.at }
+      if (prev?.lastDisconnectAt) p.lastDisconnectAt = prev.lastDisconnectAt
+      state.set(deviceId, p)
+      return seq
+    },
+    async disconnected(deviceId, s: SessionEnd) {
+      const cur = state.get(deviceId) ?? { online: false, seq: 0 }
+      cur.seq++
+      if (cur.session === s.session) {
+        cur.online = false
+        cur.lastDisconnectAt = s.at
+      }
+      state.set(deviceId, cur)
+      return { seq: cur.seq, online: cur.online }
+    },
+    async get(deviceId) {
+      const p = state.get(deviceId)
+      return p && copy(p)
+    },
+    async getMany(deviceIds) {
+      return deviceIds.map((id) => {
+        const p = state.get(id)
+        return p && copy(p)
+      })
+    },
+    async remove(deviceId) {
+      state.delete(deviceId)
+    },
+    async heartbeat(node, ttlMs) {
+      nodes.set(node, Date.now() + ttlMs)
+    },
+    async liveNodes() {
+      const now = Date.now()
+      const live = new Set<string>()
+      for (const [node, until] of nodes) if (until > now) live.add(node)
+      return live
+    },
+    async leave(node) {
+      nodes.delete(node)
+    },
+  }
+}
+
+function createEvents(onError: (err: Error) => void): RegistryEvents {
+  const listeners = new Set<(e: RegistryEvent) => void>()
+  return {
+    async publish(event) {
+      // delivered asynchronously, like a message through Redis
+      queueMicrotask(function deliverRegistryEvent() {
+        for (const l of listeners) {
+          try {
+            l(copy(event))
+          } catch (err) {
+            onError(err as Error)
+          }
+        }
+      })
+    },
+    subscribe(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+  }
+}
+
+export interface MemoryStoreOptions {
+  /** Receives errors thrown by event listeners (they never reach the caller). */
+  onError?: (err: Error) => void
+}
+
+export function createMemoryStore(opts: MemoryStoreOptions = {}): RegistryStore {
+  return {
+    kind: 'memory',
+    devices: createDeviceStore(),
+    presence: createPresenceStore(),
+    events: createEvents(opts.onError ?? (() => {})),
+    async ping() {},
+    async close() {},
+  }
+}

@@ -1,0 +1,67 @@
+// Store ports: small interfaces each adapter (memory, Redis) implements, with one contract suite
+// (test/contract/) run against both. The memory adapter is the reference semantics. "Not found" is
+// `undefined`, never a rejection.
+import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from './types.js'
+
+export interface DeviceStore {
+  /** Stores a new record; false when the id exists already. */
+  create(record: DeviceRecord): Promise<boolean>
+  get(id: string): Promise<DeviceRecord | undefined>
+  getMany(ids: readonly string[]): Promise<(DeviceRecord | undefined)[]>
+  /**
+   * Replaces `before` with `next` when the stored revision is still `before.rev` (compare-and-set);
+   * `next.rev` is `before.rev + 1`. False when another write came first.
+   */
+  compareAndSet(next: DeviceRecord, before: DeviceRecord): Promise<boolean>
+  /** Removes the record; returns what was removed. */
+  delete(id: string): Promise<DeviceRecord | undefined>
+  list(query: DeviceQuery): Promise<DevicePage>
+  count(): Promise<number>
+}
+
+export interface SessionStart {
+  node: string
+  session: string
+  at: string
+}
+
+export interface SessionEnd {
+  session: string
+  at: string
+}
+
+export interface PresenceStore {
+  /** Marks a session open; returns the event's sequence number. */
+  connected(deviceId: string, s: SessionStart): Promise<number>
+  /**
+   * Marks a session closed. When a newer session has taken over (another `session` is current),
+   * the device stays online: `online` says which. Returns the event's sequence number.
+   */
+  disconnected(deviceId: string, s: SessionEnd): Promise<{ seq: number; online: boolean }>
+  get(deviceId: string): Promise<Presence | undefined>
+  getMany(deviceIds: readonly string[]): Promise<(Presence | undefined)[]>
+  remove(deviceId: string): Promise<void>
+  /** Records that a node is alive for `ttlMs`. */
+  heartbeat(node: string, ttlMs: number): Promise<void>
+  /** Nodes whose last heartbeat has not expired. */
+  liveNodes(): Promise<Set<string>>
+  /** Forgets a node (graceful shutdown). */
+  leave(node: string): Promise<void>
+}
+
+export interface RegistryEvents {
+  /** Delivers the event to every subscriber on every node (including this one). */
+  publish(event: RegistryEvent): Promise<void>
+  subscribe(listener: (event: RegistryEvent) => void): () => void
+}
+
+/** Everything the registry keeps, behind one adapter. */
+export interface RegistryStore {
+  readonly kind: 'memory' | 'redis'
+  readonly devices: DeviceStore
+  readonly presence: PresenceStore
+  readonly events: RegistryEvents
+  /** Resolves when the backing store answers; rejects otherwise. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}

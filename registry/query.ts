@@ -1,0 +1,18 @@
+// Query semantics shared by every adapter: which records a DeviceQuery matches, and page limits.
+import type { DeviceQuery, DeviceRecord } from './types.js'
+
+export const MAX_PAGE = 1000
+/** Records one list call may examine before it returns a partial page with a cursor. */
+export const MAX_SCAN = 10_000
+
+export function matchesQuery(r: DeviceRecord, q: DeviceQuery): boolean {
+  if (q.status !== undefined && r.status !== q.status) return false
+  if (q.parentId !== undefined && r.parentId !== q.parentId) return false
+  if (q.tags) {
+    for (const k in q.tags) {
+      const v = r.tags[k]
+      if (v === undefined || String(v) !== q.tags[k]) return false
+    }
+  }
+  return true
+}

@@ -1,0 +1,28 @@
+// Every Redis key FleetHub uses is built here. Per-device keys carry the device id as a hash tag
+// (`{id}`), so a script that touches one device touches one cluster slot. Device ids cannot contain
+// braces (see ids.ts), so the tag is always exactly the id.
+export interface RedisKeys {
+  device(id: string): string
+  presence(id: string): string
+  /** All device ids, a sorted set scored 0 and read in lexicographic order. */
+  allDevices: string
+  byStatus(status: string): string
+  byTag(key: string, value: string): string
+  byParent(parentId: string): string
+  nodes: string
+  events: string
+}
+
+export function createKeys(prefix: string): RedisKeys {
+  return {
+    device: (id) => `${prefix}:{${id}}:dev`,
+    presence: (id) => `${prefix}:{${id}}:presence`,
+    allDevices: `${prefix}:idx:devices`,
+    byStatus: (status) => `${prefix}:idx:status:${status}`,
+    // tag keys are [A-Za-z0-9_.-]; values are free text, so they are percent-encoded
+    byTag: (key, value) => `${prefix}:idx:tag:${key}:${encodeURIComponent(value)}`,
+    byParent: (parentId) => `${prefix}:idx:parent:{${parentId}}`,
+    nodes: `${prefix}:nodes`,
+    events: `${prefix}:events`,
+  }
+}

@@ -1,0 +1,63 @@
+// Lua scripts, registered with ioredis defineCommand. Each touches the keys of one device (one hash
+// tag). Merges happen in TypeScript; the scripts only compare revisions and set.
+import type { Redis } from 'ioredis'
+
+const scripts = {
+  // KEYS[1] device hash; ARGV: format version, rev, doc. 1 when created, 0 when it existed.
+  fhDeviceCreate: `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'rev', ARGV[2], 'doc', ARGV[3])
+return 1`,
+  // KEYS[1] device hash; ARGV: expected rev, new rev, doc. 1 when set.
+  fhDeviceCas: `
+local rev = redis.call('HGET', KEYS[1], 'rev')
+if rev ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'doc', ARGV[3])
+return 1`,
+  // KEYS[1] device hash, KEYS[2] presence hash; returns the removed doc or nil.
+  fhDeviceDelete: `
+local doc = redis.call('HGET', KEYS[1], 'doc')
+if doc then redis.call('DEL', KEYS[1], KEYS[2]) end
+return doc`,
+  // KEYS[1] presence hash; ARGV: node, session, at. Returns the sequence number.
+  fhPresenceUp: `
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], 'online', '1', 'node', ARGV[1], 'session', ARGV[2], 'since', ARGV[3])
+return seq`,
+  // KEYS[1] presence hash; ARGV: session, at. Returns {seq, online}: a session that was taken over
+  // leaves the device online.
+  fhPresenceDown: `
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+if redis.call('HGET', KEYS[1], 'session') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'online', '0', 'lastDisconnectAt', ARGV[2])
+  return {seq, 0}
+end
+local online = redis.call('HGET', KEYS[1], 'online') == '1' and 1 or 0
+return {seq, online}`,
+} as const
+
+type ScriptName = keyof typeof scripts
+
+/** Typed calls of the registered scripts. */
+export interface ScriptCalls {
+  fhDeviceCreate(key: string, v: number, rev: number, doc: string): Promise<number>
+  fhDeviceCas(key: string, expectedRev: number, rev: number, doc: string): Promise<number>
+  fhDeviceDelete(key: string, presenceKey: string): Promise<string | null>
+  fhPresenceUp(key: string, node: string, session: string, at: string): Promise<number>
+  fhPresenceDown(key: string, session: string, at: string): Promise<[number, number]>
+}
+
+const keyCounts: Record<ScriptName, number> = {
+  fhDeviceCreate: 1,
+  fhDeviceCas: 1,
+  fhDeviceDelete: 2,
+  fhPresenceUp: 1,
+  fhPresenceDown: 1,
+}
+
+export function defineScripts(redis: Redis): ScriptCalls {
+  for (const name of Object.keys(scripts) as ScriptName[]) {
+    redis.defineCommand(name, { numberOfKeys: keyCounts[name], lua: scripts[name] })
+  }
+  return redis as unknown as ScriptCalls
+}

@@ -1,0 +1,277 @@
+// The Redis adapter. One device is one hash (format version, revision, JSON document) written by the
+// scripts in scripts.ts; list indexes are sorted sets read with ZRANGEBYLEX behind a cursor, never
+// KEYS or SCAN. Index entries are added before a record write and removed after it, so a crash in
+// between leaves only extra entries, and every list re-checks the records it reads: an index is a
+// candidate set, the record is the truth.
+import { Redis } from 'ioredis'
+import type { DeviceStore, PresenceStore, RegistryEvents, RegistryStore } from '../ports.js'
+import { MAX_SCAN, matchesQuery } from '../query.js'
+import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
+import { createKeys, type RedisKeys } from './keys.js'
+import { defineScripts, type ScriptCalls } from './scripts.js'
+
+/** Format version of stored device documents. */
+const DEVICE_FORMAT = 1
+
+export interface RedisStoreOptions {
+  url: string
+  /** Key prefix, so several hubs can share one Redis. */
+  prefix?: string
+  /** Connection errors and listener failures (never thrown to callers). */
+  onError?: (err: Error) => void
+  /** How long start-up waits for Redis before failing. */
+  connectTimeoutMs?: number
+}
+
+function encode(r: DeviceRecord): string {
+  return JSON.stringify({ v: DEVICE_FORMAT, ...r })
+}
+
+function decode(doc: string | null | undefined): DeviceRecord | undefined {
+  if (doc == null) return undefined
+  const { v, ...record } = JSON.parse(doc) as DeviceRecord & { v: number }
+  if (v !== DEVICE_FORMAT) throw new Error(`device document format ${v} is not supported`)
+  return record
+}
+
+function indexKeysOf(keys: RedisKeys, r: DeviceRecord): string[] {
+  const out = [keys.allDevices, keys.byStatus(r.status)]
+  for (const k in r.tags) out.push(keys.byTag(k, String(r.tags[k])))
+  if (r.parentId !== undefined) out.push(keys.byParent(r.parentId))
+  return out
+}
+
+function createDeviceStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): DeviceStore {
+  async function addToIndexes(id: string, indexKeys: string[]): Promise<void> {
+    if (indexKeys.length === 0) return
+    const p = redis.pipeline()
+    for (const k of indexKeys) p.zadd(k, 0, id)
+    await p.exec()
+  }
+  async function removeFromIndexes(id: string, indexKeys: string[]): Promise<void> {
+    if (indexKeys.length === 0) return
+    const p = redis.pipeline()
+    for (const k of indexKeys) p.zrem(k, id)
+    await p.exec()
+  }
+  async function getMany(ids: readonly string[]): Promise<(DeviceRecord | undefined)[]> {
+    if (ids.length === 0) return []
+    const p = redis.pipeline()
+    for (const id of ids) p.hget(keys.device(id), 'doc')
+    const res = (await p.exec()) ?? []
+    return res.map(([err, doc]) => {
+      if (err) throw err
+      return decode(doc as string | null)
+    })
+  }
+  /** The smallest index that every match must be in. */
+  async function drivingIndex(q: DeviceQuery): Promise<string> {
+    const candidates: string[] = []
+    if (q.tags) for (const k in q.tags) candidates.push(keys.byTag(k, q.tags[k] as string))
+    if (q.parentId !== undefined) candidates.push(keys.byParent(q.parentId))
+    if (q.status !== undefined) candidates.push(keys.byStatus(q.status))
+    if (candidates.length === 0) return keys.allDevices
+    if (candidates.length === 1) return candidates[0] as string
+    const p = redis.pipeline()
+    for (const k of candidates) p.zcard(k)
+    const sizes = ((await p.exec()) ?? []).map(([, n]) => Number(n))
+    let best = 0
+    for (let i = 1; i < sizes.length; i++) if ((sizes[i] as number) < (sizes[best] as number)) best = i
+    return candidates[best] as string
+  }
+
+  return {
+    async create(record) {
+      const idx = indexKeysOf(keys, record)
+      await addToIndexes(record.id, idx)
+      const created = await s.fhDeviceCreate(keys.device(record.id), DEVICE_FORMAT, record.rev, encode(record))
+      if (created === 1) return true
+      // it existed: take back the index entries the existing record does not have
+      const existing = await this.get(record.id)
+      const keep = new Set(existing ? indexKeysOf(keys, existing) : [])
+      await removeFromIndexes(
+        record.id,
+        idx.filter((k) => !keep.has(k)),
+      )
+      return false
+    },
+    async get(id) {
+      return decode(await redis.hget(keys.device(id), 'doc'))
+    },
+    getMany,
+    async compareAndSet(next, before) {
+      const oldIdx = indexKeysOf(keys, before)
+      const newIdx = indexKeysOf(keys, next)
+      const added = newIdx.filter((k) => !oldIdx.includes(k))
+      const removed = oldIdx.filter((k) => !newIdx.includes(k))
+      await addToIndexes(next.id, added)
+      const ok = (await s.fhDeviceCas(keys.device(next.id), before.rev, next.rev, encode(next))) === 1
+      if (ok) {
+        await removeFromIndexes(next.id, removed)
+      } else {
+        const now = await this.get(next.id)
+        const keep = new Set(now ? indexKeysOf(keys, now) : [])
+        await removeFromIndexes(
+          next.id,
+          added.filter((k) => !keep.has(k)),
+        )
+      }
+      return ok
+    },
+    async delete(id) {
+      const r = decode(await s.fhDeviceDelete(keys.device(id), keys.presence(id)))
+      if (r) await removeFromIndexes(id, indexKeysOf(keys, r))
+      return r
+    },
+    async list(q: DeviceQuery): Promise<DevicePage> {
+      const index = await drivingIndex(q)
+      const batch = Math.min(Math.max(q.limit * 2, 50), 500)
+      const items: DeviceRecord[] = []
+      let scanned = 0
+      let after = q.after
+      for (;;) {
+        const ids = await redis.zrangebylex(index, after === undefined ? '-' : `(${after}`, '+', 'LIMIT', 0, batch)
+        if (ids.length === 0) return { items }
+        const records = await getMany(ids)
+        for (let i = 0; i < ids.length; i++) {
+          after = ids[i] as string
+          scanned++
+          const r = records[i]
+          if (r && matchesQuery(r, q)) items.push(r)
+          const more = i < ids.length - 1 || ids.length === batch
+          if (items.length >= q.limit || scanned >= MAX_SCAN) return more ? { items, next: after } : { items }
+        }
+        if (ids.length < batch) return { items }
+      }
+    },
+    async count() {
+      return redis.zcard(keys.allDevices)
+    },
+  }
+}
+
+function toPresence(h: Record<string, string>): Presence | undefined {
+  if (!h.seq) return undefined
+  const p: Presence = { online: h.online === '1', seq: Number(h.seq) }
+  if (h.node) p.node = h.node
+  if (h.session) p.session = h.session
+  if (h.since) p.since = h.since
+  if (h.lastDisconnectAt) p.lastDisconnectAt = h.lastDisconnectAt
+  return p
+}
+
+function createPresenceStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): PresenceStore {
+  return {
+    async connected(deviceId, st) {
+      return Number(await s.fhPresenceUp(keys.presence(deviceId), st.node, st.session, st.at))
+    },
+    async disconnected(deviceId, st) {
+      const [seq, online] = await s.fhPresenceDown(keys.presence(deviceId), st.session, st.at)
+      return { seq: Number(seq), online: Number(online) === 1 }
+    },
+    async get(deviceId) {
+      return toPresence(await redis.hgetall(keys.presence(deviceId)))
+    },
+    async getMany(deviceIds) {
+      if (deviceIds.length === 0) return []
+      const p = redis.pipeline()
+      for (const id of deviceIds) p.hgetall(keys.presence(id))
+      const res = (await p.exec()) ?? []
+      return res.map(([err, h]) => {
+        if (err) throw err
+        return toPresence(h as Record<string, string>)
+      })
+    },
+    async remove(deviceId) {
+      await redis.del(keys.presence(deviceId))
+    },
+    async heartbeat(node, ttlMs) {
+      const now = Date.now()
+      await redis
+        .pipeline()
+        .zadd(keys.nodes, now + ttlMs, node)
+        .zremrangebyscore(keys.nodes, '-inf', now)
+        .exec()
+    },
+    async liveNodes() {
+      return new Set(await redis.zrangebyscore(keys.nodes, Date.now(), '+inf'))
+    },
+    async leave(node) {
+      await redis.zrem(keys.nodes, node)
+    },
+  }
+}
+
+function createEvents(redis: Redis, sub: Redis, keys: RedisKeys, onError: (err: Error) => void): RegistryEvents {
+  const listeners = new Set<(e: RegistryEvent) => void>()
+  sub.on('message', function onRegistryMessage(channel: string, message: string) {
+    if (channel !== keys.events) return
+    let event: RegistryEvent
+    try {
+      event = JSON.parse(message) as RegistryEvent
+    } catch (err) {
+      onError(err as Error)
+      return
+    }
+    for (const l of listeners) {
+      try {
+        l(event)
+      } catch (err) {
+        onError(err as Error)
+      }
+    }
+  })
+  return {
+    async publish(event) {
+      await redis.publish(keys.events, JSON.stringify(event))
+    },
+    subscribe(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+  }
+}
+
+/** Connects to Redis (failing after connectTimeoutMs) and returns the store. */
+export async function createRedisStore(opts: RedisStoreOptions): Promise<RegistryStore> {
+  const onError = opts.onError ?? (() => {})
+  const keys = createKeys(opts.prefix ?? 'fh')
+  const redis = new Redis(opts.url, { lazyConnect: true, enableAutoPipelining: true, maxRetriesPerRequest: 2 })
+  const sub = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2 })
+  redis.on('error', onError)
+  sub.on('error', onError)
+  const timeout = opts.connectTimeoutMs ?? 5000
+  try {
+    await withTimeout(
+      Promise.all([redis.connect(), sub.connect()]),
+      timeout,
+      `no answer from Redis within ${timeout} ms`,
+    )
+    await sub.subscribe(keys.events)
+  } catch (err) {
+    redis.disconnect()
+    sub.disconnect()
+    throw err
+  }
+  const s = defineScripts(redis)
+  return {
+    kind: 'redis',
+    devices: createDeviceStore(redis, keys, s),
+    presence: createPresenceStore(redis, keys, s),
+    events: createEvents(redis, sub, keys, onError),
+    async ping() {
+      await withTimeout(redis.ping(), 1000, 'Redis did not answer PING within 1 s')
+    },
+    async close() {
+      await Promise.allSettled([redis.quit(), sub.quit()])
+    },
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms)
+  })
+  return Promise.race([p, t]).finally(() => clearTimeout(timer))
+}
