@@ -44,6 +44,8 @@ export interface App {
 export interface StartOptions {
   /** Replaces the JSON logger (tests pass a silent one). */
   log?: Logger
+  /** Plugins registered after the core ones (embedding and tests). */
+  plugins?: Plugin[]
 }
 
 function packageVersion(): string {
@@ -89,7 +91,7 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
       log.warn({ adminToken }, 'no FLEETHUB_ADMIN_TOKEN set: generated an admin token for this run')
     }
     const ctx = { config, log, metrics, registry, broker: mqtt.port }
-    for (const p of corePlugins(adminToken)) await host.register(p, ctx)
+    for (const p of [...corePlugins(adminToken), ...(opts.plugins ?? [])]) await host.register(p, ctx)
 
     const mqttPorts = await mqtt.listen()
     let httpUp = false

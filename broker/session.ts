@@ -31,8 +31,10 @@ export interface Session {
   readonly principal: Principal
   readonly transport: Transport
   readonly remoteAddress: string | undefined
-  /** When the credential check of its CONNECT began (so revocations after it are caught). */
+  /** When the credential check of its CONNECT began. */
   readonly connectedAt: Date
+  /** The same moment on the monotonic clock (`performance.now()`), to order it against revocations. */
+  readonly startedAt: number
   /** Per-plugin data, keyed by plugin name. */
   readonly data: Map<string, unknown>
   /** Bit flags of what was already logged for this session (each problem is logged once). */

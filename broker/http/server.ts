@@ -2,7 +2,11 @@
 // /healthz, /metrics and /docs (OpenAPI). Errors are `{"error":{"code","message"}}` from one mapper.
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import {
+  type FastifyPluginAsyncTypebox,
+  type TypeBoxTypeProvider,
+  TypeBoxValidatorCompiler,
+} from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyRequest, LogController } from 'fastify'
 import { sameSecret } from '../../registry/credentials.js'
 import { errors } from '../../registry/errors.js'
@@ -43,6 +47,9 @@ export async function createHttpServer(deps: HttpDeps) {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // TypeBox validates as declared: bodies are never coerced or stripped (an unknown field is a 400,
+  // a null stays null), while query strings and path parameters are converted from text.
+  app.setValidatorCompiler(TypeBoxValidatorCompiler)
 
   // an empty JSON body (a POST with only a Content-Type) means "no body", not an error
   const json = app.getDefaultJsonParser('error', 'error')

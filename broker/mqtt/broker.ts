@@ -9,6 +9,7 @@ import type { Metrics, RejectReason } from '../metrics.js'
 import type { PluginHost } from '../plugin-host.js'
 import type { BrokerPort, Session, Transport } from '../session.js'
 import type { MqttBackend } from './backend.js'
+import { holdDeliveriesUntilConnected } from './connack-first.js'
 import { guardParser } from './guard.js'
 import { createHooks, type FleetClient, type FleetPacket, kDropped, kMeta, kSession } from './hooks.js'
 import { type MqttListeners, startMqttListeners } from './transports.js'
@@ -111,6 +112,7 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
       const client = aedes.handle(conn, req) as FleetClient
       client[kMeta] = { transport, remoteAddress }
       guardParser((client as unknown as { _parser: unknown })._parser, config.maxPacketSize)
+      holdDeliveriesUntilConnected(client)
     } catch (err) {
       log.error({ err }, 'could not take a connection')
       conn.destroy()

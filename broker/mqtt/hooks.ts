@@ -10,6 +10,7 @@ import type { Logger } from '../log.js'
 import type { AuthFailureReason, Metrics } from '../metrics.js'
 import { decide, type PluginHost } from '../plugin-host.js'
 import type { ConnectContext, Principal, Session, Transport } from '../session.js'
+import { noteForwarded } from './connack-first.js'
 
 export const kSession = Symbol('fleethub.session')
 export const kMeta = Symbol('fleethub.meta')
@@ -84,14 +85,20 @@ export function createHooks(deps: HookDeps) {
     return refusal(new errors.BAD_CREDENTIALS(), 'bad_credentials')
   }
 
-  function newSession(client: FleetClient, principal: Principal, meta: ConnectionMeta, startedAt: Date): Session {
+  function newSession(
+    client: FleetClient,
+    principal: Principal,
+    meta: ConnectionMeta,
+    started: { at: Date; mono: number },
+  ): Session {
     return {
       id: randomUUID(),
       clientId: client.id,
       principal,
       transport: meta.transport,
       remoteAddress: meta.remoteAddress,
-      connectedAt: startedAt,
+      connectedAt: started.at,
+      startedAt: started.mono,
       data: new Map(),
       logged: 0,
     }
@@ -121,11 +128,11 @@ export function createHooks(deps: HookDeps) {
         transport: meta.transport,
         remoteAddress: meta.remoteAddress,
       }
-      const startedAt = new Date()
+      const started = { at: new Date(), mono: performance.now() }
       runAuthenticate(ctx).then(
         function authenticated(result) {
           if (result instanceof Error) return fail(result as RefusalError)
-          const session = newSession(client, result, meta, startedAt)
+          const session = newSession(client, result, meta, started)
           const will = meta.will
           meta.will = undefined
           if (will) {
@@ -220,8 +227,9 @@ export function createHooks(deps: HookDeps) {
     }
   }
 
-  function authorizeForward(_client: Client, packet: AedesPublishPacket): AedesPublishPacket {
+  function authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket {
     hot.messagesOut++
+    if (!client.connected) noteForwarded(client, packet)
     return packet
   }
 

@@ -7,7 +7,7 @@ import type { Plugin } from '../../broker/plugin-host.js'
 import type { Session } from '../../broker/session.js'
 import type { RegistryEvent } from '../../registry/types.js'
 
-/** How long a revocation is remembered for sessions still being set up. */
+/** How long a revocation is remembered for sessions still being set up (ms, monotonic clock). */
 const RECENT_MS = 10_000
 
 const REVOKING = new Set(['device.disabled', 'device.deleted', 'credential.revoked'])
@@ -20,7 +20,7 @@ export function enforcementPlugin(): Plugin {
       const revokedAt = new Map<string, number>()
 
       function remember(deviceId: string) {
-        const now = Date.now()
+        const now = performance.now()
         revokedAt.delete(deviceId)
         revokedAt.set(deviceId, now)
         // entries are in time order: drop the old ones from the front
@@ -48,7 +48,7 @@ export function enforcementPlugin(): Plugin {
       host.addHook('sessionReady', function closeIfRevokedMeanwhile(s: Session) {
         if (s.principal.kind !== 'device') return
         const t = revokedAt.get(s.principal.deviceId)
-        if (t !== undefined && t >= s.connectedAt.getTime() - 1) {
+        if (t !== undefined && t > s.startedAt) {
           if (broker.disconnectLocal(s.clientId, 'revoked while connecting')) metrics.kicks.inc({ event: 'race' })
         }
       })

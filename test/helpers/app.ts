@@ -3,6 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { type App, startApp } from '../../broker/app.js'
 import { loadConfig } from '../../broker/config.js'
+import type { Plugin } from '../../broker/plugin-host.js'
 import type { DeviceKeys } from '../../registry/credentials.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789'
@@ -12,8 +13,12 @@ export interface Teardown {
 }
 
 /** Starts a node; it is closed at the test's teardown. `env` takes FLEETHUB_* settings. */
-export async function startTestApp(t: Teardown, env: Record<string, string> = {}, argv: string[] = []): Promise<App> {
-  const config = loadConfig(argv, {
+export async function startTestApp(
+  t: Teardown,
+  env: Record<string, string> = {},
+  opts: { argv?: string[]; plugins?: Plugin[] } = {},
+): Promise<App> {
+  const config = loadConfig(opts.argv ?? [], {
     FLEETHUB_HOST: '127.0.0.1',
     FLEETHUB_MQTT_PORT: '0',
     FLEETHUB_WS_PORT: '0',
@@ -24,7 +29,10 @@ export async function startTestApp(t: Teardown, env: Record<string, string> = {}
     ...env,
   })
   const level = process.env.FLEETHUB_TEST_LOG ?? 'silent'
-  const app = await startApp(config, { log: pino({ level, base: { node: config.nodeId } }) })
+  const app = await startApp(config, {
+    log: pino({ level, base: { node: config.nodeId } }),
+    ...(opts.plugins ? { plugins: opts.plugins } : {}),
+  })
   t.teardown(() => app.close())
   return app
 }

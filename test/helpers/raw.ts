@@ -8,6 +8,8 @@ export interface RawClient {
   sendBytes(buf: Buffer): void
   /** Waits for the next packet of a kind, or undefined after `ms`. */
   next(cmd: string, ms?: number): Promise<Packet | undefined>
+  /** Every packet received so far, in order. */
+  readonly log: Packet[]
   /** Resolves true when the broker closes the connection within `ms`. */
   closedWithin(ms: number): Promise<boolean>
   end(): void
@@ -18,10 +20,14 @@ export function rawConnect(port: number): Promise<RawClient> {
     const sock = net.connect(port, '127.0.0.1')
     const parser = mqttPacket.parser({ protocolVersion: 4 })
     const got: Packet[] = []
+    const log: Packet[] = []
     let closed = false
     const onClose: (() => void)[] = []
     sock.on('data', (d) => parser.parse(d))
-    parser.on('packet', (p) => got.push(p))
+    parser.on('packet', (p) => {
+      got.push(p)
+      log.push(p)
+    })
     parser.on('error', () => {})
     sock.on('error', () => {})
     sock.on('close', () => {
@@ -30,6 +36,7 @@ export function rawConnect(port: number): Promise<RawClient> {
     })
     sock.once('connect', () =>
       resolve({
+        log,
         send(packet) {
           sock.write(mqttPacket.generate(packet))
         },
@@ -115,4 +122,10 @@ export function remainingLength(n: number): Buffer {
     out.push(byte)
   } while (n > 0)
   return Buffer.from(out)
+}
+
+/** A QoS 0 PUBLISH built byte by byte, so its topic can be any bytes at all. */
+export function rawPublishBytes(topic: Buffer | string, payload: Buffer | string, firstByte = 0x30): Buffer {
+  const body = Buffer.concat([mqttString(topic), typeof payload === 'string' ? Buffer.from(payload) : payload])
+  return Buffer.concat([Buffer.from([firstByte]), remainingLength(body.length), body])
 }

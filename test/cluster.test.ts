@@ -1,0 +1,99 @@
+// Two broker processes on one real redis-server behave as one broker: cross-node delivery, retained
+// messages, persistent sessions, takeover, kicks and presence.
+import t from 'tap'
+import { closedWithin, connackOf, connect, deviceOpts, inbox, serviceOpts, sleep } from './helpers/app.js'
+import { api, startNode } from './helpers/process.js'
+import { startRedis } from './helpers/redis.js'
+
+const TOKEN = 'cluster-admin-token-0123456789'
+
+t.test('two nodes sharing Redis', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const env = { FLEETHUB_REDIS_URL: redis.url, FLEETHUB_ADMIN_TOKEN: TOKEN }
+  const a = await startNode({ ...env, FLEETHUB_NODE_ID: 'node-a' }, t.teardown)
+  const b = await startNode({ ...env, FLEETHUB_NODE_ID: 'node-b' }, t.teardown)
+  t.teardown(() => Promise.all([a.stop(), b.stop()]))
+  const urlA = `mqtt://127.0.0.1:${a.ports.mqtt}`
+  const urlB = `mqtt://127.0.0.1:${b.ports.mqtt}`
+
+  const created = await api(a, TOKEN, 'POST', '/devices', { id: 'c-1' })
+  t.equal(created.status, 201, 'a device created through node A')
+  const key = created.json.keys.primary as string
+  t.equal((await api(b, TOKEN, 'GET', '/devices/c-1')).status, 200, 'is visible on node B')
+
+  await t.test('a device on B reaches a service on A', async (t) => {
+    const svc = await connect(urlA, serviceOpts('svc-x', 'test', TOKEN))
+    t.teardown(() => svc.endAsync(true))
+    const box = inbox(svc)
+    await svc.subscribeAsync('$iot/+/telemetry', { qos: 1 })
+    const dev = await connect(urlB, deviceOpts('c-1', key))
+    t.teardown(() => dev.endAsync(true))
+    await dev.publishAsync('$iot/c-1/telemetry', '{"t":1}', { qos: 1 })
+    const m = await box.next((x) => x.topic === '$iot/c-1/telemetry')
+    t.equal(m?.payload.toString(), '{"t":1}')
+    await sleep(300)
+    t.equal(box.box.length, 0, 'exactly once')
+    const view = (await api(a, TOKEN, 'GET', '/devices/c-1')).json
+    t.match(view.presence, { connected: true, node: 'node-b' }, 'A knows the device is on B')
+  })
+
+  await t.test('retained messages and persistent sessions cross nodes', async (t) => {
+    await api(a, TOKEN, 'POST', '/devices', { id: 'c-2' })
+    const k2 = (await api(a, TOKEN, 'POST', '/devices/c-2/keys/rotate')).json.keys.primary
+    const pub = await connect(urlA, serviceOpts('svc-pub', 'test', TOKEN))
+    await pub.publishAsync('site/status', 'retained-value', { qos: 1, retain: true })
+    const late = await connect(urlB, deviceOpts('c-2', k2))
+    const box = inbox(late)
+    await late.subscribeAsync('site/status', { qos: 1 })
+    t.equal((await box.next())?.payload.toString(), 'retained-value', 'a retained message set on A reaches B')
+    await late.endAsync()
+
+    const durable = { ...deviceOpts('c-2', k2), clean: false }
+    const first = await connect(urlA, durable)
+    await first.subscribeAsync('jobs/c-2', { qos: 1 })
+    await first.endAsync()
+    await pub.publishAsync('jobs/c-2', 'queued-while-away', { qos: 1 })
+    const back = await connect(urlB, durable)
+    const box2 = inbox(back)
+    t.equal((await box2.next())?.payload.toString(), 'queued-while-away', 'a persistent session resumes on B')
+    await back.endAsync()
+    await pub.endAsync()
+  })
+
+  await t.test('one session per device across nodes [MQTT-3.1.4-2]', async (t) => {
+    const onA = await connect(urlA, deviceOpts('c-1', key))
+    const onB = await connect(urlB, deviceOpts('c-1', key))
+    t.teardown(() => onB.endAsync(true))
+    const ms = await closedWithin(onA, 2000)
+    t.pass(`the session on A was taken over after ${ms} ms`)
+    await sleep(200)
+    const view = (await api(a, TOKEN, 'GET', '/devices/c-1')).json
+    t.match(view.presence, { connected: true, node: 'node-b' })
+  })
+
+  await t.test('key rotation on A closes the session on B within a second', async (t) => {
+    const dev = await connect(urlB, deviceOpts('c-1', key))
+    const rotated = await api(a, TOKEN, 'POST', '/devices/c-1/keys/rotate')
+    t.equal(rotated.status, 200)
+    const ms = await closedWithin(dev, 1000)
+    t.ok(ms <= 1000, `closed after ${ms} ms`)
+    t.equal(await connackOf(urlB, deviceOpts('c-1', key)), 4, 'and B refuses the old key')
+    t.equal(await connackOf(urlB, deviceOpts('c-1', rotated.json.keys.primary)), 0, 'and takes the new one')
+  })
+
+  await t.test('disable on B closes the session on A', async (t) => {
+    const k = (await api(b, TOKEN, 'POST', '/devices/c-1/keys/rotate')).json.keys.primary
+    await sleep(100)
+    const dev = await connect(urlA, deviceOpts('c-1', k))
+    await api(b, TOKEN, 'PATCH', '/devices/c-1', { status: 'disabled' })
+    t.ok((await closedWithin(dev, 1000)) <= 1000)
+    t.equal(await connackOf(urlA, deviceOpts('c-1', k)), 5)
+  })
+
+  await t.test('a graceful stop exits 0 and leaves the cluster', async (t) => {
+    t.equal(await b.stop('SIGTERM'), 0)
+    const health = await fetch(`http://127.0.0.1:${a.ports.http}/healthz`)
+    t.same(await health.json(), { ok: true, checks: { mqtt: true, http: true, redis: true } })
+  })
+})
