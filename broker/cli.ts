@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { isCoded } from '../registry/errors.js'
 // The `fleethub` command. `fleethub start [flags]` runs a node until SIGINT or SIGTERM, then stops
 // gracefully and exits 0. Configuration errors exit 2 with a message that names the option.
 import { startApp } from './app.js'
@@ -69,6 +70,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`fleethub: ${(err as Error)?.stack ?? String(err)}\n`)
+  // an expected failure (FLEETHUB_ERR_*) is explained by its message; anything else shows its stack
+  const expected = isCoded(err) && err.code.startsWith('FLEETHUB_ERR_')
+  process.stderr.write(`fleethub: ${expected ? (err as Error).message : ((err as Error)?.stack ?? String(err))}\n`)
   process.exit(1)
 })

@@ -9,7 +9,9 @@ export interface DevicePrincipal {
   readonly parentId?: string
   /** `$iot/{deviceId}/`, precomputed for the publish path. */
   readonly prefix: string
-  /** A gateway's known answers to "is X my child?" (filled lazily, kept correct by registry events). */
+  /** Whether this device has children at all; undefined until first asked (kept correct by events). */
+  gateway?: boolean
+  /** A gateway's known answers to "is X my child?" (filled lazily, bounded, kept correct by events). */
   readonly children: Map<string, boolean>
 }
 

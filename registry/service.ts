@@ -144,6 +144,17 @@ export function createRegistryService(deps: RegistryServiceDeps) {
       return page.next === undefined ? { items } : { items, next: page.next }
     },
 
+    /** Whether any device has `gatewayId` as its parent. */
+    async hasChildren(gatewayId: string): Promise<boolean> {
+      let after: string | undefined
+      do {
+        const page = await store.devices.list({ parentId: gatewayId, limit: 1, ...(after ? { after } : {}) })
+        if (page.items.length > 0) return true
+        after = page.next
+      } while (after !== undefined)
+      return false
+    },
+
     /** Every device whose parent is `gatewayId`. */
     async childrenOf(gatewayId: string): Promise<string[]> {
       const out: string[] = []

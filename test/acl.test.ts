@@ -182,3 +182,29 @@ t.test('an ACL file decides outside $', async (t) => {
   )
   t.ok(dev.connected)
 })
+
+t.test('a device that is no gateway costs one look-up per session, not one per foreign topic', async (t) => {
+  const app = await startTestApp(t)
+  const keys = await createDevice(app, 'plain')
+  let lookups = 0
+  const getRecord = app.registry.getRecord
+  const hasChildren = app.registry.hasChildren
+  app.registry.getRecord = async (id) => {
+    lookups++
+    return getRecord(id)
+  }
+  app.registry.hasChildren = async (id) => {
+    lookups++
+    return hasChildren(id)
+  }
+  t.teardown(() => {
+    app.registry.getRecord = getRecord
+    app.registry.hasChildren = hasChildren
+  })
+  const c = await connect(mqttUrl(app), deviceOpts('plain', keys.primary))
+  t.teardown(() => c.endAsync(true))
+  lookups = 0
+  for (let i = 0; i < 50; i++) await c.publishAsync(`$iot/random-${i}/telemetry`, 'x', { qos: 1 })
+  t.equal(lookups, 1, 'one "has it children?" look-up, then nothing')
+  t.ok(c.connected)
+})

@@ -179,6 +179,15 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     },
     async close() {
       const stopped = listeners?.stopAccepting()
+      // close the sessions while the bus still runs, devices first, so their last presence events
+      // still reach services
+      const clients = Object.values((aedes as unknown as { clients: Record<string, FleetClient> }).clients)
+      const closeAll = (list: FleetClient[]) =>
+        Promise.all(list.map((c) => new Promise<void>((resolve) => c.close(() => resolve()))))
+      await closeAll(clients.filter((c) => c[kSession]?.principal.kind === 'device'))
+      await Promise.allSettled([...pending])
+      await closeAll(clients.filter((c) => c[kSession]?.principal.kind !== 'device'))
+      await Promise.allSettled([...pending])
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       await Promise.allSettled([...pending])
       await deps.backend.close()

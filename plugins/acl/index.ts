@@ -15,13 +15,28 @@ import { type AclRule, type ClientAcl, compileAcl, parseAcl } from './patterns.j
 /** Remembered publish decisions per client for the ACL file (devices reuse a few topics). */
 const DECISION_CACHE = 64
 
-/** Is `childId` a registered child of this gateway? Answers are remembered on the principal. */
+/** Answers a gateway remembers about its children; past this the memory starts over. */
+const MAX_KNOWN_CHILDREN = 1024
+
+/**
+ * Is `childId` a registered child of this device? A device learns once per session whether it has
+ * children at all, so a device that is no gateway costs no look-ups however many foreign topics it
+ * tries; a gateway remembers its answers (bounded). Registry events keep both correct.
+ */
 function isChild(p: DevicePrincipal, childId: string, registry: RegistryService): boolean | Promise<boolean> {
+  if (p.gateway === false) return false
   const known = p.children.get(childId)
   if (known !== undefined) return known
   if (!isDeviceId(childId)) return false
+  if (p.gateway === undefined) {
+    return registry.hasChildren(p.deviceId).then((yes) => {
+      p.gateway ??= yes
+      return p.gateway ? isChild(p, childId, registry) : false
+    })
+  }
   return registry.getRecord(childId).then((r) => {
     const yes = r?.parentId === p.deviceId
+    if (p.children.size >= MAX_KNOWN_CHILDREN) p.children.clear()
     p.children.set(childId, yes)
     return yes
   })

@@ -40,7 +40,11 @@ export function enforcementPlugin(): Plugin {
         }
         if (e.parentId !== undefined && (e.type === 'device.created' || e.type === 'device.deleted')) {
           const gw = broker.localSession(e.parentId)
-          if (gw?.principal.kind === 'device') gw.principal.children.set(e.deviceId, e.type === 'device.created')
+          if (gw?.principal.kind === 'device') {
+            const created = e.type === 'device.created'
+            if (created) gw.principal.gateway = true
+            gw.principal.children.set(e.deviceId, created)
+          }
         }
       }
       host.onClose(registry.store.events.subscribe(onEvent))

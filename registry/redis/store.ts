@@ -4,6 +4,7 @@
 // between leaves only extra entries, and every list re-checks the records it reads: an index is a
 // candidate set, the record is the truth.
 import { Redis } from 'ioredis'
+import { errors } from '../errors.js'
 import type { DeviceStore, PresenceStore, RegistryEvents, RegistryStore } from '../ports.js'
 import { MAX_SCAN, matchesQuery } from '../query.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
@@ -238,21 +239,27 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Registr
   const keys = createKeys(opts.prefix ?? 'fh')
   const redis = new Redis(opts.url, { lazyConnect: true, enableAutoPipelining: true, maxRetriesPerRequest: 2 })
   const sub = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2 })
-  redis.on('error', onError)
-  sub.on('error', onError)
+  let firstError: Error | undefined
+  const startupError = (err: Error) => {
+    firstError ??= err
+  }
+  redis.on('error', startupError)
+  sub.on('error', startupError)
   const timeout = opts.connectTimeoutMs ?? 5000
   try {
-    await withTimeout(
-      Promise.all([redis.connect(), sub.connect()]),
-      timeout,
-      `no answer from Redis within ${timeout} ms`,
-    )
+    await withTimeout(Promise.all([redis.connect(), sub.connect()]), timeout, `no answer within ${timeout} ms`)
     await sub.subscribe(keys.events)
   } catch (err) {
     redis.disconnect()
     sub.disconnect()
-    throw err
+    const cause = firstError ?? (err as Error)
+    throw new errors.UNAVAILABLE(`cannot reach Redis at ${redactUrl(opts.url)}: ${cause.message}`)
+  } finally {
+    redis.off('error', startupError)
+    sub.off('error', startupError)
   }
+  redis.on('error', onError)
+  sub.on('error', onError)
   const s = defineScripts(redis)
   return {
     kind: 'redis',
@@ -265,6 +272,17 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Registr
     async close() {
       await Promise.allSettled([redis.quit(), sub.quit()])
     },
+  }
+}
+
+/** The URL without its password, for messages. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return 'the configured URL'
   }
 }
 

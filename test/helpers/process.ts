@@ -79,6 +79,7 @@ export async function api(
   method: string,
   url: string,
   body?: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: test code reads whatever JSON the API answered
 ): Promise<{ status: number; json: any }> {
   const res = await fetch(`http://127.0.0.1:${node.ports.http}${url}`, {
     method,
