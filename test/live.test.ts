@@ -1,6 +1,7 @@
 // Live enforcement and presence on one node: registry changes close sessions within a second, and
 // presence events tell services who is connected, in order.
 import t from 'tap'
+import type { Plugin } from '../broker/plugin-host.js'
 import {
   closedWithin,
   connackOf,
@@ -105,4 +106,59 @@ t.test('services see no presence of other services', async (t) => {
   await other.endAsync()
   await sleep(200)
   t.same(box.box, [])
+})
+
+t.test('a revocation that lands while a CONNECT is being checked still closes that session', async (t) => {
+  let armed = false
+  const racer: Plugin = {
+    name: 'racer',
+    register({ registry }) {
+      const getRecord = registry.getRecord
+      registry.getRecord = async function staleRead(id) {
+        const before = await getRecord(id)
+        if (armed && id === 'racy') {
+          armed = false
+          // the device is disabled after its record was read, before the CONNECT completes
+          await registry.updateDevice(id, { status: 'disabled' })
+          await sleep(20)
+        }
+        return before
+      }
+    },
+  }
+  const app = await startTestApp(t, {}, { plugins: [racer] })
+  const keys = await createDevice(app, 'racy')
+  armed = true
+  const c = await connect(mqttUrl(app), deviceOpts('racy', keys.primary))
+  t.ok((await closedWithin(c, 1000)) <= 1000, 'accepted with the stale record, then closed at once')
+  t.equal(await connackOf(mqttUrl(app), deviceOpts('racy', keys.primary)), 5, 'and refused from then on')
+})
+
+t.test('a reconnect storm reads each device from the store once', async (t) => {
+  const app = await startTestApp(t)
+  const keys = await createDevice(app, 'stormy')
+  let reads = 0
+  const getRecord = app.registry.getRecord
+  app.registry.getRecord = async (id) => {
+    reads++
+    return getRecord(id)
+  }
+  t.teardown(() => {
+    app.registry.getRecord = getRecord
+  })
+  const url = mqttUrl(app)
+  const codes = await Promise.all(Array.from({ length: 20 }, () => connackOf(url, deviceOpts('stormy', keys.primary))))
+  t.ok(codes.every((c) => c === 0))
+  for (let i = 0; i < 10; i++) t.equal(await connackOf(url, deviceOpts('stormy', keys.primary)), 0)
+  t.equal(reads, 1, '30 CONNECTs, one store read')
+  await app.registry.rotateKeys('stormy')
+  await sleep(20)
+  t.equal(await connackOf(url, deviceOpts('stormy', keys.primary)), 4, 'the cache follows a key rotation')
+  t.equal(reads, 2)
+  for (let i = 0; i < 5; i++) await connackOf(url, deviceOpts('ghost', keys.primary))
+  t.equal(reads, 3, 'an unknown id is remembered too')
+  await createDevice(app, 'ghost')
+  await sleep(20)
+  t.equal(await connackOf(url, deviceOpts('ghost', keys.primary)), 4, 'until it is created (then its own keys count)')
+  t.equal(reads, 4)
 })
