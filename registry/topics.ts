@@ -58,3 +58,22 @@ export function splitIotTopic(topic: string): { deviceId: string; restAt: number
   if (slash <= IOT_PREFIX.length) return undefined
   return { deviceId: topic.slice(IOT_PREFIX.length, slash), restAt: slash + 1 }
 }
+
+/** Does a filter (split into levels, with + and #) match a topic (split into levels)? */
+export function levelsMatch(filter: readonly string[], topic: readonly string[]): boolean {
+  for (let i = 0; i < filter.length; i++) {
+    const f = filter[i]
+    if (f === '#') return true
+    if (i >= topic.length) return false
+    if (f !== '+' && f !== topic[i]) return false
+  }
+  return filter.length === topic.length
+}
+
+/** Does the MQTT filter match the topic? Wildcards at the first level never match `$` topics [MQTT-4.7.2-1]. */
+export function topicMatches(filter: string, topic: string): boolean {
+  if (filter === topic) return true
+  const f = filter.split('/')
+  if ((f[0] === '#' || f[0] === '+') && topic.startsWith('$')) return false
+  return levelsMatch(f, topic.split('/'))
+}

@@ -5,7 +5,8 @@ import type { Tags } from './ids.js'
 
 export type DeviceStatus = 'enabled' | 'disabled'
 
-export interface DeviceRecord {
+/** A device as callers see it. */
+export interface Device {
   id: string
   status: DeviceStatus
   tags: Tags
@@ -15,6 +16,10 @@ export interface DeviceRecord {
   createdAt: string
   updatedAt: string
   keysRotatedAt: string
+}
+
+/** A device as the stores keep it: the public view plus what only the registry sees. */
+export interface DeviceRecord extends Device {
   /** Revision for compare-and-set: +1 per accepted write. */
   rev: number
   verifiers: KeyVerifiers
@@ -39,17 +44,6 @@ export interface PresenceView {
   node?: string
   lastDisconnectAt?: string
   seq: number
-}
-
-export interface Device {
-  id: string
-  status: DeviceStatus
-  tags: Tags
-  parentId?: string
-  modelId?: string
-  createdAt: string
-  updatedAt: string
-  keysRotatedAt: string
 }
 
 export function toDevice(r: DeviceRecord): Device {

@@ -3,6 +3,9 @@
 // registers here instead of adding its own 'message' listener, so a message is matched once and a
 // throwing handler is reported instead of breaking mqtt.js's packet loop.
 import type { IPublishPacket, MqttClient } from 'mqtt'
+import { topicMatches } from '../registry/topics.js'
+
+export { topicMatches }
 
 export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void
 
@@ -13,21 +16,6 @@ export interface TopicRouter {
   has(filter: string): boolean
   /** Runs the matching handlers; returns how many ran. */
   dispatch(topic: string, payload: Buffer, packet: IPublishPacket): number
-}
-
-/** Does the MQTT filter match the topic? Wildcards at the first level never match `$` topics [MQTT-4.7.2-1]. */
-export function topicMatches(filter: string, topic: string): boolean {
-  if (filter === topic) return true
-  const f = filter.split('/')
-  if ((f[0] === '#' || f[0] === '+') && topic.startsWith('$')) return false
-  const t = topic.split('/')
-  for (let i = 0; i < f.length; i++) {
-    const level = f[i]
-    if (level === '#') return true
-    if (i >= t.length) return false
-    if (level !== '+' && level !== t[i]) return false
-  }
-  return f.length === t.length
 }
 
 const hasWildcard = (filter: string) => filter.includes('+') || filter.includes('#')

@@ -11,6 +11,8 @@
 // anonymous clients). A subscription is allowed when a read rule covers its whole filter and no deny
 // rule can match a topic of it.
 
+import { levelsMatch } from '../../registry/topics.js'
+
 export type Access = 'read' | 'write' | 'readwrite' | 'deny'
 
 export interface AclRule {
@@ -61,17 +63,6 @@ function validFilter(f: string): boolean {
     if (l.includes('+') && l !== '+') return false
   }
   return true
-}
-
-/** Does `filter` (with + and #) match the concrete topic? */
-function matches(filter: string[], topic: string[]): boolean {
-  for (let i = 0; i < filter.length; i++) {
-    const f = filter[i]
-    if (f === '#') return true
-    if (i >= topic.length) return false
-    if (f !== '+' && f !== topic[i]) return false
-  }
-  return filter.length === topic.length
 }
 
 /** Does every topic the subscription `sub` can match also match `acl`? */
@@ -138,7 +129,7 @@ export function compileAcl(rules: readonly AclRule[], clientId: string, username
       const t = topic.split('/')
       let allowed = false
       for (const c of own) {
-        if (!matches(c.levels, t)) continue
+        if (!levelsMatch(c.levels, t)) continue
         if (c.deny) return false
         if (c.write) allowed = true
       }
