@@ -1,0 +1,193 @@
+// connect-rate: how fast the broker accepts devices that CONNECT with their keys.
+// Each run starts a fresh store and broker, creates the devices through the HTTP API, then measures
+// two phases over the same devices:
+//   cold: the first CONNECT of every device since the broker started: each one misses the
+//         credential cache and reads the device from the store (and the broker's code is not yet
+//         optimised by the JIT: this is what a restart followed by a reconnect storm looks like);
+//   warm: all disconnected, then all again: the credentials come from the cache.
+// Connections stay open until their phase ends, as a fleet's would, then are closed, and the next
+// phase waits for the broker to see them gone and go quiet.
+import { authCacheCounts, type CacheCounts, waitForNoDeviceSessions } from '../lib/broker-metrics.js'
+import { type ConnectLoadResult, closeConnections, runConnectLoad } from '../lib/connect-load.js'
+import { openCpuWindow, selfCpu } from '../lib/cpu-time.js'
+import { benchDeviceIds, createDevices, type DeviceCredential } from '../lib/devices.js'
+import { countsColumn, medianColumn } from '../lib/report.js'
+import type { Measurement, Scenario, ScenarioContext } from '../lib/scenario.js'
+import { waitMachineQuiet, waitQuiet } from '../lib/settle.js'
+import type { Stack } from '../lib/stack.js'
+import { percentile } from '../lib/stats.js'
+import { nowMs, sleep } from '../lib/time.js'
+
+type Phase = 'cold' | 'warm'
+const PHASES: readonly Phase[] = ['cold', 'warm']
+
+/** HTTP creations in flight: enough to keep the API busy, few enough not to queue for long. */
+const CREATE_PARALLEL = 32
+const CONNECT_TIMEOUT_MS = 10_000
+/** No PINGREQ falls due during a phase, so keep-alive traffic stays out of the figures. */
+const KEEPALIVE_SEC = 600
+const CLOSE_TIMEOUT_MS = 10_000
+const GONE_TIMEOUT_MS = 30_000
+/** A moment between phases, after the broker went quiet, for stray timers and GC. */
+const PAUSE_MS = 1000
+
+interface PhaseOutcome {
+  load: ConnectLoadResult
+  /** CPU use over the phase, percent of one core, by role (see openCpuWindow). */
+  cpu: Record<string, number>
+  cpuWindowMs: number
+  /** How long the broker stayed busy after the last CONNACK (undefined: it never went quiet). */
+  settleMs: number | undefined
+  authCache: CacheCounts
+  /** Accepted connections the broker closed before the phase ended: they must stay open. */
+  dropped: number
+}
+
+function cacheDelta(before: CacheCounts, after: CacheCounts): CacheCounts {
+  return { hit: after.hit - before.hit, miss: after.miss - before.miss }
+}
+
+/** Waits out other people's load (bounded), then opens a connection per device and measures. */
+async function connectPhase(
+  ctx: ScenarioContext,
+  stack: Stack,
+  devices: readonly DeviceCredential[],
+  label: string,
+): Promise<PhaseOutcome> {
+  const { broker } = stack
+  const ours = { ...stack.cpuReaders(), generator: selfCpu() }
+  const machine = await waitMachineQuiet(ours)
+  if (!machine.quiet) {
+    ctx.progress(
+      `${label}: other processes still use ${Math.round(machine.othersPct)} % of a core after ` +
+        `${Math.round(machine.waitedMs / 1000)} s; measuring anyway (see the "others CPU %" column)`,
+    )
+  }
+  const cacheBefore = await authCacheCounts(broker.httpUrl)
+  const cpuWindow = openCpuWindow(ours)
+  const cpuStartedAt = nowMs()
+  const load = await runConnectLoad({
+    port: broker.mqttPort,
+    devices,
+    concurrency: ctx.options.concurrency,
+    timeoutMs: CONNECT_TIMEOUT_MS,
+    keepaliveSec: KEEPALIVE_SEC,
+  })
+  const cpu = cpuWindow.close()
+  const cpuWindowMs = nowMs() - cpuStartedAt
+  // work the CONNECTs started (presence writes, connected events) may still be running
+  const settleMs = await waitQuiet(stack.brokerCpu)
+  const authCache = cacheDelta(cacheBefore, await authCacheCounts(broker.httpUrl))
+  return { load, cpu, cpuWindowMs, settleMs, authCache, dropped: load.dropped }
+}
+
+/** Closes the phase's connections and waits until the broker has let go of every session. */
+async function endPhase(stack: Stack, o: PhaseOutcome): Promise<void> {
+  await closeConnections(o.load.sockets, CLOSE_TIMEOUT_MS)
+  if (!(await waitForNoDeviceSessions(stack.broker.httpUrl, GONE_TIMEOUT_MS))) {
+    throw new Error(`the broker still reports device sessions ${GONE_TIMEOUT_MS} ms after they were closed`)
+  }
+  await waitQuiet(stack.brokerCpu)
+  await sleep(PAUSE_MS)
+}
+
+function toMeasurement(run: number, phase: Phase, o: PhaseOutcome, brokerLogProblems: number): Measurement {
+  const { load, cpu } = o
+  const figures: Measurement['figures'] = {
+    connectsPerSec: load.windowMs > 0 ? load.ok / (load.windowMs / 1000) : 0,
+    attempted: load.ok + Object.values(load.failures).reduce((a, b) => a + b, 0),
+    ok: load.ok,
+    windowMs: load.windowMs,
+    latencyP50Ms: percentile(load.latenciesMs, 50),
+    latencyP99Ms: percentile(load.latenciesMs, 99),
+    latencyMaxMs: percentile(load.latenciesMs, 100),
+    failures: load.failures,
+    authCache: { ...o.authCache },
+    droppedAfterConnack: o.dropped,
+    brokerLogProblems,
+  }
+  // CPU time per accepted CONNECT barely moves when other processes steal the broker's core, unlike
+  // the rate: on a shared machine it is the figure to compare
+  if (cpu.broker !== undefined && load.ok > 0)
+    figures.brokerCpuMsPerConnect = ((cpu.broker / 100) * o.cpuWindowMs) / load.ok
+  if (o.settleMs !== undefined) figures.settleMs = o.settleMs
+  return { run, case: phase, figures, cpu }
+}
+
+function describe(m: Measurement): string {
+  const f = m.figures as Record<string, number>
+  const c = m.cpu
+  const failed = f.attempted - f.ok
+  const cpu = Object.entries({ broker: c.broker, generator: c.generator, redis: c.redis, others: c.others })
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k} ${Math.round(v as number)}`)
+  return (
+    `${Math.round(f.connectsPerSec)} connects/s, p50 ${f.latencyP50Ms.toFixed(1)} ms, p99 ${f.latencyP99Ms.toFixed(1)} ms, ` +
+    `${failed} failed; CPU % ${cpu.join(', ')}`
+  )
+}
+
+/** A phase whose cache counters disagree with its name measured something else: say so. */
+function checkCache(phase: Phase, devices: number, c: CacheCounts): string | undefined {
+  const expected = phase === 'cold' ? c.miss === devices && c.hit === 0 : c.hit === devices && c.miss === 0
+  return expected
+    ? undefined
+    : `credential cache ${c.hit} hits and ${c.miss} misses, not all ${phase === 'cold' ? 'misses' : 'hits'}`
+}
+
+async function oneRun(ctx: ScenarioContext, run: number): Promise<void> {
+  const stack = await ctx.startStack()
+  try {
+    const { broker } = stack
+    const ids = benchDeviceIds(ctx.options.devices)
+    const created = await createDevices(broker.httpUrl, broker.adminToken, ids, CREATE_PARALLEL)
+    ctx.progress(
+      `run ${run}: created ${ids.length} devices in ${Math.round(created.ms)} ms ` +
+        `(${Math.round(ids.length / (created.ms / 1000))}/s)`,
+    )
+    await waitQuiet(stack.brokerCpu)
+    await sleep(PAUSE_MS)
+    for (const phase of PHASES) {
+      const label = `run ${run} ${phase}`
+      const outcome = await connectPhase(ctx, stack, created.devices, label)
+      const m = toMeasurement(run, phase, outcome, broker.problems().count)
+      ctx.record(m)
+      ctx.progress(`${label}: ${describe(m)}`)
+      const cacheProblem = checkCache(phase, ids.length, outcome.authCache)
+      if (cacheProblem) ctx.progress(`${label}: warning: ${cacheProblem}`)
+      if (outcome.dropped > 0)
+        ctx.progress(`${label}: warning: the broker closed ${outcome.dropped} accepted connections`)
+      await endPhase(stack, outcome)
+    }
+    const problems = broker.problems()
+    if (problems.count > 0) {
+      ctx.progress(`run ${run}: the broker logged ${problems.count} warnings or errors, the last ones:`)
+      for (const line of problems.last) ctx.progress(`  ${line}`)
+    }
+  } catch (err) {
+    throw stack.explain(err)
+  } finally {
+    await stack.stop()
+  }
+}
+
+export const connectRate: Scenario = {
+  name: 'connect-rate',
+  summary: 'CONNECTs per second of devices with keys, cold (credential cache empty) and warm',
+  defaults: { store: 'redis', devices: 2000, concurrency: 200, runs: 3 },
+  stores: ['memory', 'redis'],
+  columns: [
+    medianColumn('connects/s', (r) => r.figures.connectsPerSec as number),
+    medianColumn('CONNACK p50 ms', (r) => r.figures.latencyP50Ms as number, 1),
+    medianColumn('CONNACK p99 ms', (r) => r.figures.latencyP99Ms as number, 1),
+    countsColumn('failures', (r) => r.figures.failures as Record<string, number>),
+    medianColumn('broker CPU ms/connect', (r) => r.figures.brokerCpuMsPerConnect as number, 2),
+    medianColumn('broker CPU %', (r) => r.cpu.broker),
+    medianColumn('generator CPU %', (r) => r.cpu.generator),
+    medianColumn('redis CPU %', (r) => r.cpu.redis),
+    medianColumn('others CPU %', (r) => r.cpu.others),
+  ],
+  async run(ctx) {
+    for (let run = 1; run <= ctx.options.runs; run++) await oneRun(ctx, run)
+  },
+}
