@@ -77,8 +77,13 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
     const registry = createRegistryService({ store, node: config.nodeId })
 
     const backend: MqttBackend = config.redisUrl
-      ? redisBackend({ url: config.redisUrl, prefix: config.redisPrefix, onError: onStoreError })
-      : memoryBackend()
+      ? await redisBackend({
+          url: config.redisUrl,
+          prefix: config.redisPrefix,
+          node: config.nodeId,
+          onError: onStoreError,
+        })
+      : memoryBackend((err) => log.error({ err }, 'message bus listener failed'))
     const host = new PluginHost()
     // plugins close after the MQTT side (whose last sessions still run their hooks)
     cleanups.push(() => host.close((name, err) => log.error({ err, plugin: name }, 'plugin close failed')))
@@ -93,6 +98,9 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
     const ctx = { config, log, metrics, registry, broker: mqtt.port }
     for (const p of [...corePlugins(adminToken), ...(opts.plugins ?? [])]) await host.register(p, ctx)
 
+    // the other nodes must know this one before it takes clients, or they would keep messages from it
+    const peers = await backend.join([...(await store.presence.liveNodes())])
+    if (peers.length > 0) log.info({ peers }, 'joined the cluster')
     const mqttPorts = await mqtt.listen()
     let httpUp = false
     const http = await createHttpServer({

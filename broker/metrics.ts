@@ -18,6 +18,7 @@ export type RejectReason =
   | 'malformed_packet'
   | 'protocol_error'
   | 'handler_error'
+  | 'slow_consumer'
 
 export function createMetrics() {
   const registry = new Registry()
@@ -66,6 +67,12 @@ export function createMetrics() {
     rejected: new Counter({
       name: 'fleethub_rejected_total',
       help: 'refused or malformed client input by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    dropped: new Counter({
+      name: 'fleethub_dropped_total',
+      help: 'messages not delivered to a client, by reason (QoS 0 to a slow consumer)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

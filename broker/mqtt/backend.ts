@@ -1,18 +1,17 @@
 // Where Aedes keeps sessions, retained messages and wills, and how messages cross nodes: in memory
-// (Aedes's defaults) or in Redis (aedes-persistence-redis and mqemitter-redis on one ioredis copy).
-// MQTT channels get a prefix, so a service's `#` subscription (a Redis PSUBSCRIBE) never matches
-// FleetHub's own channels such as registry events.
-import { createRequire } from 'node:module'
+// (Aedes's persistence defaults) or in Redis (aedes-persistence-redis, and the bus's cluster link,
+// on one ioredis copy). The bus replaces mqemitter and mqemitter-redis in both modes (bus/index.ts).
 import persistenceRedis from 'aedes-persistence-redis'
 import { Redis } from 'ioredis'
-
-const require = createRequire(import.meta.url)
+import { type ClusterLink, createClusterLink } from './bus/cluster.js'
+import { Bus } from './bus/index.js'
 
 export interface MqttBackend {
-  // biome-ignore lint/suspicious/noExplicitAny: Aedes's mq and persistence are untyped
-  mq?: any
-  // biome-ignore lint/suspicious/noExplicitAny: see above
-  persistence?: any
+  readonly mq: Bus
+  // biome-ignore lint/suspicious/noExplicitAny: Aedes's persistence interface is untyped
+  readonly persistence?: any
+  /** Makes sure the nodes in `expected` know this one before it takes clients; returns its peers. */
+  join(expected: readonly string[]): Promise<string[]>
   /** Closes what Aedes does not close itself (the persistence connection). */
   close(): Promise<void>
 }
@@ -20,36 +19,40 @@ export interface MqttBackend {
 export interface RedisBackendOptions {
   url: string
   prefix: string
+  node: string
   onError: (err: Error) => void
 }
 
-/** mqemitter-redis's prefixed variant, which its typings leave out. */
-// biome-ignore lint/suspicious/noExplicitAny: the emitter is handed to Aedes untyped
-type PrefixedEmitter = new (prefix: string, opts: object) => any
-
-export function memoryBackend(): MqttBackend {
-  return { async close() {} }
+export function memoryBackend(onError: (err: Error) => void): MqttBackend {
+  return {
+    mq: new Bus(onError),
+    async join() {
+      return []
+    },
+    async close() {},
+  }
 }
 
-export function redisBackend(opts: RedisBackendOptions): MqttBackend {
-  const { MQEmitterRedisPrefix } = require('mqemitter-redis') as { MQEmitterRedisPrefix: PrefixedEmitter }
+export async function redisBackend(opts: RedisBackendOptions): Promise<MqttBackend> {
   const conn = new Redis(opts.url, { keyPrefix: `${opts.prefix}:aedes:`, enableAutoPipelining: true })
-  const pubConn = new Redis(opts.url, { enableAutoPipelining: true })
-  const subConn = new Redis(opts.url)
-  for (const c of [conn, pubConn, subConn]) c.on('error', opts.onError)
-  const mq = new MQEmitterRedisPrefix(`${opts.prefix}:mq:`, {
-    pubConn,
-    subConn,
-    // [MQTT-4.7.1-3]: `a/#` also matches `a`
-    matchEmptyLevels: true,
-  })
-  mq.state.on('error', opts.onError)
-  const persistence = persistenceRedis({ conn })
+  const pub = new Redis(opts.url, { enableAutoPipelining: true })
+  const sub = new Redis(opts.url)
+  for (const c of [conn, pub, sub]) c.on('error', opts.onError)
+  const mq = new Bus(opts.onError)
+  let link: ClusterLink
+  try {
+    link = await createClusterLink({ node: opts.node, prefix: opts.prefix, pub, sub, onError: opts.onError })
+  } catch (err) {
+    for (const c of [conn, pub, sub]) c.disconnect()
+    throw err
+  }
+  mq.attach(link)
   return {
     mq,
-    persistence,
+    persistence: persistenceRedis({ conn }),
+    join: (expected) => link.join(expected),
     async close() {
-      // Aedes closes the mq (both pub/sub connections); the persistence connection is ours to end
+      // Aedes closes the bus (and with it the pub/sub connections); the persistence one is ours
       if (conn.status !== 'end') await conn.quit().catch(() => conn.disconnect())
     },
   }

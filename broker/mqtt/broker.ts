@@ -9,10 +9,11 @@ import type { Metrics, RejectReason } from '../metrics.js'
 import type { PluginHost } from '../plugin-host.js'
 import type { BrokerPort, Session, Transport } from '../session.js'
 import type { MqttBackend } from './backend.js'
-import { holdDeliveriesUntilConnected } from './connack-first.js'
+import { wrapDeliveries } from './delivery.js'
 import { guardParser } from './guard.js'
 import { createHooks, type FleetClient, type FleetPacket, kDropped, kMeta, kSession } from './hooks.js'
 import { type MqttListeners, startMqttListeners } from './transports.js'
+import { autoCork } from './wire.js'
 
 export interface MqttBrokerDeps {
   config: Config
@@ -107,12 +108,30 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
   aedes.on('connectionError', onClientError)
   ;(aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => log.error({ err }, 'broker error'))
 
-  function handle(conn: Duplex, req: IncomingMessage | undefined, transport: Transport, remoteAddress?: string) {
+  const deliveryEvents = {
+    dropped() {
+      metrics.dropped.inc({ reason: 'slow_consumer' })
+    },
+    cutOff(client: unknown, why: string) {
+      const c = client as FleetClient
+      metrics.rejected.inc({ reason: 'slow_consumer' })
+      log.warn({ clientId: c.id, remote: c[kMeta]?.remoteAddress, why }, 'slow consumer cut off')
+    },
+  }
+
+  function handle(
+    conn: Duplex,
+    req: IncomingMessage | undefined,
+    transport: Transport,
+    remoteAddress?: string,
+    writev?: (chunks: Buffer[], cb: (err?: Error | null) => void) => void,
+  ) {
     try {
+      autoCork(conn, writev)
       const client = aedes.handle(conn, req) as FleetClient
       client[kMeta] = { transport, remoteAddress }
       guardParser((client as unknown as { _parser: unknown })._parser, config.maxPacketSize)
-      holdDeliveriesUntilConnected(client)
+      wrapDeliveries(client, deliveryEvents)
     } catch (err) {
       log.error({ err }, 'could not take a connection')
       conn.destroy()

@@ -10,7 +10,7 @@ import type { Logger } from '../log.js'
 import type { AuthFailureReason, Metrics } from '../metrics.js'
 import { decide, type PluginHost } from '../plugin-host.js'
 import type { ConnectContext, Principal, Session, Transport } from '../session.js'
-import { noteForwarded } from './connack-first.js'
+import { noteForwarded } from './delivery.js'
 
 export const kSession = Symbol('fleethub.session')
 export const kMeta = Symbol('fleethub.meta')

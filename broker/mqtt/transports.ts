@@ -17,6 +17,8 @@ export type ConnectionHandler = (
   req: http.IncomingMessage | undefined,
   transport: Transport,
   remoteAddress: string | undefined,
+  /** How to send several chunks at once, for streams that cannot by themselves (WebSocket). */
+  writev?: (chunks: Buffer[], cb: (err?: Error | null) => void) => void,
 ) => void
 
 export interface MqttListeners {
@@ -62,7 +64,10 @@ function webSocketServer(
   })
   wss.on('connection', function onWebSocket(ws, req) {
     const stream = createWebSocketStream(ws)
-    handle(stream, req, transport, req.socket.remoteAddress)
+    // one WebSocket message for all MQTT packets written in one tick
+    const writev = (chunks: Buffer[], cb: (err?: Error | null) => void) =>
+      ws.send(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), cb)
+    handle(stream, req, transport, req.socket.remoteAddress, writev)
   })
   wss.on('error', (err) => log.warn({ err, transport }, 'WebSocket server error'))
   return wss

@@ -1,0 +1,85 @@
+// Cheap writes to a client connection. mqtt-packet writes a PUBLISH in five stream writes (header,
+// length, topic length, topic, payload); uncorked, each became a system call. Every connection is
+// corked for the rest of the current tick on its first write, so everything written to it in one
+// tick leaves in one writev. QoS 0 deliveries are encoded here in one buffer, and a message going
+// to many subscribers is encoded once.
+import type { Duplex } from 'node:stream'
+
+function uncork(conn: Duplex) {
+  conn.uncork()
+}
+
+/** Makes `conn` batch the writes of one tick; for streams that lack writev, teaches them one. */
+export function autoCork(conn: Duplex, writev?: (chunks: Buffer[], cb: (err?: Error | null) => void) => void): void {
+  const write = conn.write
+  conn.write = function corkedWrite(this: Duplex, ...args: Parameters<Duplex['write']>) {
+    if (this.writableCorked === 0) {
+      this.cork()
+      process.nextTick(uncork, this)
+    }
+    return write.apply(this, args)
+  } as Duplex['write']
+  if (writev) {
+    ;(conn as unknown as { _writev: unknown })._writev = function writevChunks(
+      chunks: { chunk: Buffer | string }[],
+      cb: (err?: Error | null) => void,
+    ) {
+      writev(
+        chunks.map((c) => (typeof c.chunk === 'string' ? Buffer.from(c.chunk) : c.chunk)),
+        cb,
+      )
+    }
+  }
+}
+
+function varIntLength(n: number): number {
+  return n < 128 ? 1 : n < 16384 ? 2 : n < 2097152 ? 3 : 4
+}
+
+/** A QoS 0 PUBLISH packet, in one buffer [MQTT-3.3]. */
+export function encodePublish0(topic: string, payload: Buffer, retain: boolean): Buffer {
+  const topicLength = Buffer.byteLength(topic)
+  const remaining = 2 + topicLength + payload.length
+  const buf = Buffer.allocUnsafe(1 + varIntLength(remaining) + remaining)
+  let i = 0
+  buf[i++] = retain ? 0x31 : 0x30
+  let n = remaining
+  do {
+    let byte = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) byte |= 0x80
+    buf[i++] = byte
+  } while (n > 0)
+  buf.writeUInt16BE(topicLength, i)
+  i += 2
+  i += buf.write(topic, i, 'utf8')
+  payload.copy(buf, i)
+  return buf
+}
+
+interface Encodable {
+  topic: string
+  payload: Buffer
+  retain: boolean
+  brokerId?: string | null
+  brokerCounter?: number
+}
+
+// The last message encoded: a message fanned out to many subscribers is delivered to all of them in
+// one pass of the bus, so one slot is enough.
+let lastId: string | null | undefined
+let lastCounter: number | undefined
+let lastRetain = false
+let lastBuffer: Buffer | undefined
+
+export function encodeOnce(p: Encodable): Buffer {
+  if (p.brokerId && p.brokerId === lastId && p.brokerCounter === lastCounter && p.retain === lastRetain) {
+    return lastBuffer as Buffer
+  }
+  const buf = encodePublish0(p.topic, p.payload, p.retain)
+  lastId = p.brokerId
+  lastCounter = p.brokerCounter
+  lastRetain = p.retain
+  lastBuffer = buf
+  return buf
+}
