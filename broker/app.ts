@@ -12,6 +12,7 @@ import { createRedisStore } from '../registry/redis/store.js'
 import { createRegistryService, type RegistryService } from '../registry/service.js'
 import type { Config } from './config.js'
 import { createHttpServer, type HttpServer } from './http/server.js'
+import { startIdleGc } from './idle-gc.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { type MqttBackend, memoryBackend, redisBackend } from './mqtt/backend.js'
@@ -129,6 +130,8 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
       http: typeof address === 'object' && address ? address.port : config.httpPort,
       ...(mqttPorts.mqtts !== undefined ? { mqtts: mqttPorts.mqtts, wss: mqttPorts.wss } : {}),
     }
+    cleanups.push(async () => stopIdleGc())
+    const stopIdleGc = startIdleGc()
     log.info({ ...ports, store: store.kind, node: config.nodeId }, 'listening')
 
     let closing: Promise<void> | undefined

@@ -11,8 +11,8 @@ export interface DevicePrincipal {
   readonly prefix: string
   /** Whether this device has children at all; undefined until first asked (kept correct by events). */
   gateway?: boolean
-  /** A gateway's known answers to "is X my child?" (filled lazily, bounded, kept correct by events). */
-  readonly children: Map<string, boolean>
+  /** A gateway's known answers to "is X my child?" (created on first use, bounded, kept correct by events). */
+  children?: Map<string, boolean>
 }
 
 /** Roles of service principals. `admin` may read every device topic and every `$fleet` topic. */
@@ -32,12 +32,13 @@ export interface Session {
   readonly clientId: string
   readonly principal: Principal
   readonly transport: Transport
+  /** The peer's address (read when asked: keeping it costs memory on every idle connection). */
   readonly remoteAddress: string | undefined
-  /** When the credential check of its CONNECT began. */
-  readonly connectedAt: Date
+  /** When the credential check of its CONNECT began (ms since the epoch). */
+  readonly connectedAt: number
   /** The same moment on the monotonic clock (`performance.now()`), to order it against revocations. */
   readonly startedAt: number
-  /** Per-plugin data, keyed by plugin name. */
+  /** Per-plugin data, keyed by plugin name (created on first use). */
   readonly data: Map<string, unknown>
   /** Bit flags of what was already logged for this session (each problem is logged once). */
   logged: number

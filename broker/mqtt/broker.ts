@@ -100,7 +100,7 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     const reason = rejectReasonOf(err)
     metrics.rejected.inc({ reason })
     log.info(
-      { clientId: client.id ?? undefined, remote: client[kMeta]?.remoteAddress, reason, error: err.message },
+      { clientId: client.id ?? undefined, remote: client[kMeta]?.socket?.remoteAddress, reason, error: err.message },
       'connection closed on bad input',
     )
   }
@@ -115,7 +115,7 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     cutOff(client: unknown, why: string) {
       const c = client as FleetClient
       metrics.rejected.inc({ reason: 'slow_consumer' })
-      log.warn({ clientId: c.id, remote: c[kMeta]?.remoteAddress, why }, 'slow consumer cut off')
+      log.warn({ clientId: c.id, remote: c[kMeta]?.socket?.remoteAddress, why }, 'slow consumer cut off')
     },
   }
 
@@ -123,13 +123,12 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     conn: Duplex,
     req: IncomingMessage | undefined,
     transport: Transport,
-    remoteAddress?: string,
     writev?: (chunks: Buffer[], cb: (err?: Error | null) => void) => void,
   ) {
     try {
       autoCork(conn, writev)
       const client = aedes.handle(conn, req) as FleetClient
-      client[kMeta] = { transport, remoteAddress }
+      client[kMeta] = { transport, socket: req ? req.socket : (conn as { remoteAddress?: string }) }
       guardParser((client as unknown as { _parser: unknown })._parser, config.maxPacketSize)
       wrapDeliveries(client, deliveryEvents)
     } catch (err) {

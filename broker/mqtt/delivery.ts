@@ -123,29 +123,30 @@ function waitForDrain(client: Client, cb: () => void, events: DeliveryEvents): v
   client.conn.once('drain', release)
 }
 
+/** Keeps a delivery until the client's CONNECT has finished, then replays it. */
+function hold(client: Client, deliver: Deliver, packet: unknown): void {
+  let held = client[kHeld]
+  if (!held) {
+    held = { queue: [], written: new Set() }
+    client[kHeld] = held
+    client.once('connected', function replayHeldDeliveries() {
+      const h = client[kHeld] as Held
+      client[kHeld] = undefined
+      for (const [d, p] of h.queue) if (p.brokerId === undefined || !h.written.has(keyOf(p))) d(p, noop)
+    })
+  }
+  held.queue.push([deliver, packet as RoutedPacket])
+}
+
 export function wrapDeliveries(clientObject: unknown, events: DeliveryEvents): void {
   const client = clientObject as Client
   const originalQoS = client.deliverQoS
-
-  function hold(deliver: Deliver, packet: unknown): void {
-    let held = client[kHeld]
-    if (!held) {
-      held = { queue: [], written: new Set() }
-      client[kHeld] = held
-      client.once('connected', function replayHeldDeliveries() {
-        const h = client[kHeld] as Held
-        client[kHeld] = undefined
-        for (const [d, p] of h.queue) if (p.brokerId === undefined || !h.written.has(keyOf(p))) d(p, noop)
-      })
-    }
-    held.queue.push([deliver, packet as RoutedPacket])
-  }
 
   // QoS 0 is written here rather than by Aedes (which waited a setImmediate per delivery, built two
   // packet objects and wrote five times): checks as Aedes does them, then one encoded buffer.
   client.deliver0 = function deliverQoS0(packet, cb) {
     if (!client.connected) {
-      if (!client.closed) hold(client.deliver0, packet)
+      if (!client.closed) hold(client, client.deliver0, packet)
       return cb()
     }
     const conn = client.conn
@@ -165,7 +166,7 @@ export function wrapDeliveries(clientObject: unknown, events: DeliveryEvents): v
 
   client.deliverQoS = function deliverQoS12(packet, cb) {
     if (!client.connected && !client.closed) {
-      hold(client.deliverQoS, packet)
+      hold(client, client.deliverQoS, packet)
       return cb()
     }
     const pending = unsent(client)

@@ -6,7 +6,15 @@
 //   connection [MQTT-1.5.3-1] [MQTT-1.5.3-2].
 // The extra work on the hot path is one comparison per packet and one indexOf per string; the
 // strict UTF-8 check runs only when the decoder had to substitute a character.
+//
+// Memory: the functions are shared (no closure per connection), and the parser's buffer list is
+// bl's plain BufferList instead of the stream mqtt-packet makes (a full Duplex stream per idle
+// connection, for nothing: the parser only appends and consumes).
 import { isUtf8 } from 'node:buffer'
+import { createRequire } from 'node:module'
+
+const requireFromMqttPacket = createRequire(createRequire(import.meta.url).resolve('mqtt-packet'))
+const BufferList = requireFromMqttPacket('bl/BufferList') as new () => BufferListLike
 
 export class PacketTooLargeError extends Error {
   readonly reason = 'packet_too_large'
@@ -16,61 +24,106 @@ export class InvalidUtf8Error extends Error {
   readonly reason = 'invalid_utf8'
 }
 
-interface BufferList {
+interface BufferListLike {
   length: number
   toString(enc: string, start: number, end: number): string
   slice(start: number, end: number): Buffer
 }
 
-/** The parts of mqtt-packet's Parser these guards wrap (see node_modules/mqtt-packet/parser.js). */
+/** The parts of mqtt-packet's Parser these guards replace (see node_modules/mqtt-packet/parser.js). */
 interface ParserInternals {
   packet: { length: number; cmd?: string }
   error: Error | null
-  _list: BufferList
+  _list: BufferListLike
   _pos: number
+  _stateCounter: number
   _parseLength(): boolean
   _parseNum(): number
   _parseString(): string | null
   _emitError(err: Error): void
+  _resetState(): void
+  _parseConnect(): unknown
+  settings: { protocolVersion: number; bridgeMode?: boolean } | undefined
+  /** The limit for this connection. */
+  fhMaxPacketSize: number
+}
+
+type ParserPrototype = Omit<ParserInternals, 'fhMaxPacketSize' | 'settings'> & { constructor: unknown }
+
+let original: ParserPrototype | undefined
+
+function parserPrototype(parser: ParserInternals): ParserPrototype {
+  original ??= Object.getPrototypeOf(parser) as ParserPrototype
+  return original
+}
+
+function emitFirstError(this: ParserInternals, err: Error) {
+  // a guard's error is the one worth reporting; the parser's follow-up complaint is not
+  if (this.error) return
+  ;(original as ParserPrototype)._emitError.call(this, err)
+}
+
+function parseLengthWithLimit(this: ParserInternals) {
+  const complete = (original as ParserPrototype)._parseLength.call(this)
+  if (complete && this.packet.length > this.fhMaxPacketSize) {
+    this._emitError(
+      new PacketTooLargeError(
+        `${this.packet.cmd ?? 'packet'} of ${this.packet.length} bytes exceeds ${this.fhMaxPacketSize}`,
+      ),
+    )
+    return false
+  }
+  return complete
+}
+
+function parseStrictString(this: ParserInternals) {
+  const length = this._parseNum()
+  const end = length + this._pos
+  if (length === -1 || end > this._list.length || end > this.packet.length) return null
+  const result = this._list.toString('utf8', this._pos, end)
+  if (
+    (result.indexOf('\uFFFD') !== -1 && !isUtf8(this._list.slice(this._pos, end))) ||
+    result.indexOf('\u0000') !== -1
+  ) {
+    this._emitError(new InvalidUtf8Error('a string in the packet is not well-formed UTF-8'))
+    return null
+  }
+  this._pos += length
+  return result
+}
+
+// mqtt-packet keeps the whole CONNECT packet (password included) as the parser's settings for the
+// life of the connection, only to read two fields of it later
+const settingsCache = new Map<string, { protocolVersion: number; bridgeMode: boolean }>()
+
+function parseConnectAndForget(this: ParserInternals) {
+  const packet = (original as ParserPrototype)._parseConnect.call(this)
+  const s = this.settings
+  if (s) {
+    const key = `${s.protocolVersion}:${s.bridgeMode === true}`
+    let light = settingsCache.get(key)
+    if (!light) {
+      light = Object.freeze({ protocolVersion: s.protocolVersion, bridgeMode: s.bridgeMode === true })
+      settingsCache.set(key, light)
+    }
+    this.settings = light
+  }
+  return packet
+}
+
+function resetWithPlainList(this: ParserInternals) {
+  ;(original as ParserPrototype)._resetState.call(this)
+  this._list = new BufferList()
 }
 
 export function guardParser(parserObject: unknown, maxPacketSize: number): void {
   const parser = parserObject as ParserInternals
-  const parseLength = parser._parseLength
-  const emitError = parser._emitError
-
-  parser._emitError = function emitFirstError(err: Error) {
-    // a guard's error is the one worth reporting; the parser's follow-up complaint is not
-    if (this.error) return
-    emitError.call(this, err)
-  }
-
-  parser._parseLength = function parseLengthWithLimit() {
-    const complete = parseLength.call(this)
-    if (complete && this.packet.length > maxPacketSize) {
-      this._emitError(
-        new PacketTooLargeError(
-          `${this.packet.cmd ?? 'packet'} of ${this.packet.length} bytes exceeds ${maxPacketSize}`,
-        ),
-      )
-      return false
-    }
-    return complete
-  }
-
-  parser._parseString = function parseStrictString() {
-    const length = this._parseNum()
-    const end = length + this._pos
-    if (length === -1 || end > this._list.length || end > this.packet.length) return null
-    const result = this._list.toString('utf8', this._pos, end)
-    if (
-      (result.indexOf('\uFFFD') !== -1 && !isUtf8(this._list.slice(this._pos, end))) ||
-      result.indexOf('\u0000') !== -1
-    ) {
-      this._emitError(new InvalidUtf8Error('a string in the packet is not well-formed UTF-8'))
-      return null
-    }
-    this._pos += length
-    return result
-  }
+  parserPrototype(parser)
+  parser.fhMaxPacketSize = maxPacketSize
+  parser._emitError = emitFirstError
+  parser._parseLength = parseLengthWithLimit
+  parser._parseString = parseStrictString
+  parser._resetState = resetWithPlainList
+  parser._parseConnect = parseConnectAndForget
+  parser._list = new BufferList()
 }

@@ -19,7 +19,8 @@ export const kDropped = Symbol('fleethub.dropped')
 
 export interface ConnectionMeta {
   transport: Transport
-  remoteAddress: string | undefined
+  /** Where the peer's address can be read when it is needed. */
+  socket: { remoteAddress?: string | undefined } | undefined
   /** Set by preConnect when the CONNECT must be refused with "identifier rejected". */
   refuse?: string
   will?: PublishPacket
@@ -27,6 +28,39 @@ export interface ConnectionMeta {
 
 export type FleetClient = Client & { [kSession]?: Session; [kMeta]?: ConnectionMeta }
 export type FleetPacket = PublishPacket & { [kDropped]?: true }
+
+/** A session: one small object per connection, fields filled only when used. */
+class ClientSession implements Session {
+  readonly id = randomUUID()
+  readonly clientId: string
+  readonly principal: Principal
+  readonly connectedAt: number
+  readonly startedAt: number
+  logged = 0
+  private readonly meta: ConnectionMeta
+  private map: Map<string, unknown> | undefined
+
+  constructor(clientId: string, principal: Principal, meta: ConnectionMeta, at: number, mono: number) {
+    this.clientId = clientId
+    this.principal = principal
+    this.meta = meta
+    this.connectedAt = at
+    this.startedAt = mono
+  }
+
+  get transport(): Transport {
+    return this.meta.transport
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.meta.socket?.remoteAddress
+  }
+
+  get data(): Map<string, unknown> {
+    this.map ??= new Map()
+    return this.map
+  }
+}
 
 // once-per-session log flags
 const LOGGED_PUBLISH_DENIED = 1
@@ -59,7 +93,7 @@ export function createHooks(deps: HookDeps) {
 
   function preConnect(client: FleetClient, packet: ConnectPacket, callback: (e: Error | null, ok: boolean) => void) {
     try {
-      const meta = client[kMeta] ?? { transport: 'tcp', remoteAddress: undefined }
+      const meta = client[kMeta] ?? { transport: 'tcp', socket: undefined }
       client[kMeta] = meta
       if (packet.clientId === '') {
         // [MQTT-3.1.3-7] a zero-byte client id needs CleanSession=1; the device id is the user name
@@ -89,19 +123,9 @@ export function createHooks(deps: HookDeps) {
     client: FleetClient,
     principal: Principal,
     meta: ConnectionMeta,
-    started: { at: Date; mono: number },
+    started: { at: number; mono: number },
   ): Session {
-    return {
-      id: randomUUID(),
-      clientId: client.id,
-      principal,
-      transport: meta.transport,
-      remoteAddress: meta.remoteAddress,
-      connectedAt: started.at,
-      startedAt: started.mono,
-      data: new Map(),
-      logged: 0,
-    }
+    return new ClientSession(client.id, principal, meta, started.at, started.mono)
   }
 
   function authenticate(
@@ -115,7 +139,7 @@ export function createHooks(deps: HookDeps) {
       err.returnCode ??= connackCodeOf(err)
       const reason = reasonOf(err)
       metrics.authFailures.inc({ reason })
-      log.info({ clientId: client.id, username, remote: meta.remoteAddress, reason }, 'connect refused')
+      log.info({ clientId: client.id, username, remote: meta.socket?.remoteAddress, reason }, 'connect refused')
       callback(err, null)
     }
     try {
@@ -126,9 +150,9 @@ export function createHooks(deps: HookDeps) {
         password,
         clean: client.clean,
         transport: meta.transport,
-        remoteAddress: meta.remoteAddress,
+        remoteAddress: meta.socket?.remoteAddress,
       }
-      const started = { at: new Date(), mono: performance.now() }
+      const started = { at: Date.now(), mono: performance.now() }
       runAuthenticate(ctx).then(
         function authenticated(result) {
           if (result instanceof Error) return fail(result as RefusalError)

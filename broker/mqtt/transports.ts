@@ -16,7 +16,6 @@ export type ConnectionHandler = (
   conn: Duplex,
   req: http.IncomingMessage | undefined,
   transport: Transport,
-  remoteAddress: string | undefined,
   /** How to send several chunks at once, for streams that cannot by themselves (WebSocket). */
   writev?: (chunks: Buffer[], cb: (err?: Error | null) => void) => void,
 ) => void
@@ -67,7 +66,7 @@ function webSocketServer(
     // one WebSocket message for all MQTT packets written in one tick
     const writev = (chunks: Buffer[], cb: (err?: Error | null) => void) =>
       ws.send(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), cb)
-    handle(stream, req, transport, req.socket.remoteAddress, writev)
+    handle(stream, req, transport, writev)
   })
   wss.on('error', (err) => log.warn({ err, transport }, 'WebSocket server error'))
   return wss
@@ -86,7 +85,7 @@ export async function startMqttListeners(
   const servers: net.Server[] = []
   const sockets: WebSocketServer[] = []
 
-  const tcp = net.createServer({ noDelay: true }, (socket) => handle(socket, undefined, 'tcp', socket.remoteAddress))
+  const tcp = net.createServer({ noDelay: true }, (socket) => handle(socket, undefined, 'tcp'))
   servers.push(tcp)
   const ws = http.createServer(plainHttp)
   sockets.push(webSocketServer(ws, 'ws', config.maxPacketSize, handle, log))
@@ -102,7 +101,7 @@ export async function startMqttListeners(
     const key = readFileSync(config.tlsKey)
     const secure = tls.createServer({ cert, key }, (socket) => {
       socket.setNoDelay(true)
-      handle(socket, undefined, 'tls', socket.remoteAddress)
+      handle(socket, undefined, 'tls')
     })
     secure.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'))
     servers.push(secure)
