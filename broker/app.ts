@@ -84,7 +84,7 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
           node: config.nodeId,
           onError: onStoreError,
         })
-      : memoryBackend((err) => log.error({ err }, 'message bus listener failed'))
+      : await memoryBackend((err) => log.error({ err }, 'message bus listener failed'))
     const host = new PluginHost()
     // plugins close after the MQTT side (whose last sessions still run their hooks)
     cleanups.push(() => host.close((name, err) => log.error({ err, plugin: name }, 'plugin close failed')))

@@ -1,5 +1,6 @@
 // Two broker processes on one real redis-server behave as one broker: cross-node delivery, retained
 // messages, persistent sessions, takeover, kicks and presence.
+import { Redis } from 'ioredis'
 import t from 'tap'
 import { closedWithin, connackOf, connect, deviceOpts, inbox, serviceOpts, sleep } from './helpers/app.js'
 import { api, startNode } from './helpers/process.js'
@@ -89,6 +90,33 @@ t.test('two nodes sharing Redis', async (t) => {
     await api(b, TOKEN, 'PATCH', '/devices/c-1', { status: 'disabled' })
     t.ok((await closedWithin(dev, 1000)) <= 1000)
     t.equal(await connackOf(urlA, deviceOpts('c-1', k)), 5)
+  })
+
+  await t.test('the will a crashed node left is dropped when the device connects elsewhere', async (t) => {
+    const doomed = await startNode({ ...env, FLEETHUB_NODE_ID: 'node-doomed' }, t.teardown)
+    const k = (await api(a, TOKEN, 'POST', '/devices', { id: 'w-1' })).json.keys.primary
+    const dev = await connect(`mqtt://127.0.0.1:${doomed.ports.mqtt}`, {
+      ...deviceOpts('w-1', k),
+      will: { topic: '$iot/w-1/telemetry', payload: Buffer.from('gone'), qos: 0, retain: false },
+    })
+    const redisClient = new Redis(redis.url)
+    t.teardown(() => redisClient.quit())
+    t.equal(
+      await redisClient.exists('fh:aedes:will:node-doomed:w-1'),
+      1,
+      'the will is stored by the node that holds the session',
+    )
+    doomed.proc.kill('SIGKILL')
+    dev.end(true)
+    await doomed.stop()
+    const again = await connect(urlA, deviceOpts('w-1', k))
+    t.equal(
+      await redisClient.exists('fh:aedes:will:node-doomed:w-1'),
+      0,
+      "reconnecting on A deleted the dead node's will",
+    )
+    t.equal(await redisClient.exists('fh:aedes:willowner:w-1'), 0)
+    await again.endAsync()
   })
 
   await t.test('a graceful stop exits 0 and leaves the cluster', async (t) => {

@@ -1,10 +1,12 @@
 // Where Aedes keeps sessions, retained messages and wills, and how messages cross nodes: in memory
 // (Aedes's persistence defaults) or in Redis (aedes-persistence-redis, and the bus's cluster link,
 // on one ioredis copy). The bus replaces mqemitter and mqemitter-redis in both modes (bus/index.ts).
+import { createRequire } from 'node:module'
 import persistenceRedis from 'aedes-persistence-redis'
 import { Redis } from 'ioredis'
 import { type ClusterLink, createClusterLink } from './bus/cluster.js'
 import { Bus } from './bus/index.js'
+import { trackWillOwners, tuneSessions } from './persistence.js'
 
 export interface MqttBackend {
   readonly mq: Bus
@@ -23,9 +25,14 @@ export interface RedisBackendOptions {
   onError: (err: Error) => void
 }
 
-export function memoryBackend(onError: (err: Error) => void): MqttBackend {
+// the memory persistence Aedes would create itself, made here so it can be tuned (its typings do not
+// describe the CommonJS factory it exports)
+const memoryPersistence = createRequire(import.meta.url)('aedes-persistence') as () => unknown
+
+export async function memoryBackend(onError: (err: Error) => void): Promise<MqttBackend> {
   return {
     mq: new Bus(onError),
+    persistence: tuneSessions(memoryPersistence()),
     async join() {
       return []
     },
@@ -49,7 +56,7 @@ export async function redisBackend(opts: RedisBackendOptions): Promise<MqttBacke
   mq.attach(link)
   return {
     mq,
-    persistence: persistenceRedis({ conn }),
+    persistence: tuneSessions(trackWillOwners(persistenceRedis({ conn }), conn, opts.node)),
     join: (expected) => link.join(expected),
     async close() {
       // Aedes closes the bus (and with it the pub/sub connections); the persistence one is ours
