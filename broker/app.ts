@@ -6,6 +6,7 @@ import { aclPlugin } from '../plugins/acl/index.js'
 import { authPlugin } from '../plugins/auth/index.js'
 import { enforcementPlugin } from '../plugins/enforcement/index.js'
 import { presencePlugin } from '../plugins/presence/index.js'
+import { twinsPlugin } from '../plugins/twins/index.js'
 import { createMemoryStore } from '../registry/memory/store.js'
 import type { RegistryStore } from '../registry/ports.js'
 import { createRedisStore } from '../registry/redis/store.js'
@@ -56,7 +57,7 @@ function packageVersion(): string {
 
 /** The capabilities every node runs, in dependency order. */
 function corePlugins(adminToken: string): Plugin[] {
-  return [authPlugin({ adminToken }), aclPlugin(), presencePlugin(), enforcementPlugin()]
+  return [authPlugin({ adminToken }), aclPlugin(), presencePlugin(), enforcementPlugin(), twinsPlugin()]
 }
 
 export async function startApp(config: Config, opts: StartOptions = {}): Promise<App> {
@@ -110,6 +111,7 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
       log,
       adminToken,
       version: packageVersion(),
+      routes: host.routes,
       async health() {
         const checks: Record<string, boolean> = { mqtt: !mqtt.aedes.closed, http: httpUp }
         if (store.kind === 'redis')

@@ -37,6 +37,10 @@ export interface Config {
   readonly maxPacketSize: number
   /** Devices whose credentials the CONNECT cache keeps. @default 100000 */
   readonly authCacheSize: number
+  /** Largest twin document per side, in bytes. @default 32768 */
+  readonly twinMaxBytes: number
+  /** Deepest nesting in a twin document. @default 10 */
+  readonly twinMaxDepth: number
 }
 
 type Kind = 'port' | 'string' | 'file' | 'url' | 'int' | 'token' | 'nodeId' | 'logLevel'
@@ -166,6 +170,26 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 10000000,
     doc: 'devices whose credentials the CONNECT cache keeps (0: off)',
+  },
+  {
+    key: 'twinMaxBytes',
+    env: 'FLEETHUB_TWIN_MAX_BYTES',
+    flag: 'twin-max-bytes',
+    kind: 'int',
+    default: 32768,
+    min: 256,
+    max: 1048576,
+    doc: 'largest twin document per side (desired, reported), in bytes',
+  },
+  {
+    key: 'twinMaxDepth',
+    env: 'FLEETHUB_TWIN_MAX_DEPTH',
+    flag: 'twin-max-depth',
+    kind: 'int',
+    default: 10,
+    min: 1,
+    max: 32,
+    doc: 'deepest nesting of objects and arrays in a twin document',
   },
 ]
 

@@ -3,6 +3,7 @@
 // answer that is not defer wins; when all defer, the answer is deny. Hooks take one context object,
 // so fields can be added later without breaking plugins.
 
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { RegistryService } from '../registry/service.js'
 import type { Config } from './config.js'
 import type { Logger } from './log.js'
@@ -18,6 +19,8 @@ export type AuthenticateHook = (ctx: ConnectContext) => Promise<Principal | Erro
 /** Synchronous on the hot path; a promise only where a look-up is unavoidable (gateway children). */
 export type AuthorizeHook = (session: Session, topic: string) => Decision | Promise<Decision>
 export type SessionHook = (session: Session) => void | Promise<void>
+/** After a SUBACK: the topics the client was granted (refused ones are left out). */
+export type SubscribedHook = (session: Session, topics: readonly string[]) => void | Promise<void>
 export type UplinkHandler = (msg: UplinkMessage) => Promise<void>
 
 export interface HookTypes {
@@ -28,6 +31,7 @@ export interface HookTypes {
   sessionReady: SessionHook
   /** After the session ended (any reason). */
   sessionGone: SessionHook
+  sessionSubscribed: SubscribedHook
 }
 
 export interface PluginContext {
@@ -54,7 +58,10 @@ export class PluginHost {
     authorizeSubscribe: [],
     sessionReady: [],
     sessionGone: [],
+    sessionSubscribed: [],
   }
+  /** HTTP routes of capabilities, mounted behind the API token. */
+  readonly routes: FastifyPluginAsyncTypebox[] = []
   private readonly handlers = new Map<string, UplinkHandler>()
   private readonly services = new Map<string, unknown>()
   private readonly closers: { name: string; fn: () => Promise<void> | void }[] = []
@@ -83,6 +90,10 @@ export class PluginHost {
   handle(kind: string, handler: UplinkHandler): void {
     if (this.handlers.has(kind)) throw new Error(`uplink ${kind} already has a handler`)
     this.handlers.set(kind, handler)
+  }
+
+  addRoutes(routes: FastifyPluginAsyncTypebox): void {
+    this.routes.push(routes)
   }
 
   handlerFor(kind: string): UplinkHandler | undefined {

@@ -81,4 +81,6 @@ export interface BrokerPort {
   disconnectLocal(clientId: string, reason: string): boolean
   /** Sessions on this node. */
   localSessions(): IterableIterator<Session>
+  /** The topic filters a client on this node is subscribed to. */
+  subscriptionsOf(clientId: string): string[]
 }

@@ -62,20 +62,28 @@ function signWithVerifier(deviceId: string, verifier: Buffer, expiry: number): s
 /** The outcome of checking a CONNECT password; the broker never tells a client which it was. */
 export type PasswordCheck = 'ok' | 'bad' | 'expired'
 
-/** Decoded verifiers, kept by the credential cache so a reconnect costs one HMAC. */
-export interface VerifierBytes {
-  primary: Buffer
-  secondary: Buffer
-}
+/**
+ * Decoded verifiers, kept by the credential cache so a reconnect costs one HMAC: the primary's 32
+ * bytes then the secondary's, in one buffer (one object per cached device, not two).
+ */
+export type VerifierBytes = Buffer
+
+const VERIFIER_BYTES = 32
 
 export function decodeVerifiers(v: KeyVerifiers): VerifierBytes {
-  return { primary: Buffer.from(v.primary, 'base64url'), secondary: Buffer.from(v.secondary, 'base64url') }
+  const out = Buffer.allocUnsafe(2 * VERIFIER_BYTES)
+  out.write(v.primary, 0, VERIFIER_BYTES, 'base64url')
+  out.write(v.secondary, VERIFIER_BYTES, VERIFIER_BYTES, 'base64url')
+  return out
 }
+
+const primaryOf = (v: VerifierBytes) => v.subarray(0, VERIFIER_BYTES)
+const secondaryOf = (v: VerifierBytes) => v.subarray(VERIFIER_BYTES)
 
 function matchesEither(candidate: Buffer, v: VerifierBytes): boolean {
   // both comparisons always run, so timing does not tell primary from secondary
-  const a = candidate.length === v.primary.length && timingSafeEqual(candidate, v.primary)
-  const b = candidate.length === v.secondary.length && timingSafeEqual(candidate, v.secondary)
+  const a = timingSafeEqual(candidate, primaryOf(v))
+  const b = timingSafeEqual(candidate, secondaryOf(v))
   return a || b
 }
 
@@ -98,8 +106,8 @@ function checkToken(deviceId: string, token: string, v: VerifierBytes, nowSec: n
   const expiryText = m[1] as string
   const sig = Buffer.from(m[2] as string, 'base64url')
   const message = `${deviceId}\n${expiryText}`
-  const a = createHmac('sha256', v.primary).update(message).digest()
-  const b = createHmac('sha256', v.secondary).update(message).digest()
+  const a = createHmac('sha256', primaryOf(v)).update(message).digest()
+  const b = createHmac('sha256', secondaryOf(v)).update(message).digest()
   const valid = (timingSafeEqual(sig, a) ? 1 : 0) | (timingSafeEqual(sig, b) ? 1 : 0)
   if (!valid) return 'bad'
   // only a correctly signed token learns that it expired

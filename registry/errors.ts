@@ -16,6 +16,8 @@ export const errors = {
     400,
   ),
   INVALID_TAGS: define('INVALID_TAGS', 'invalid tags: %s', 400),
+  // a `where` query that does not parse; the message names the column (registry/where/)
+  INVALID_QUERY: define('INVALID_QUERY', 'invalid query: %s', 400),
   INVALID_CURSOR: define('INVALID_CURSOR', 'the cursor is not one this server issued', 400),
   PARENT_NOT_FOUND: define('PARENT_NOT_FOUND', 'parent device %s does not exist', 400),
   UNAUTHORIZED: define('UNAUTHORIZED', 'a valid bearer token is required', 401),
@@ -24,6 +26,9 @@ export const errors = {
   ROUTE_NOT_FOUND: define('ROUTE_NOT_FOUND', 'no route %s %s', 404),
   DEVICE_EXISTS: define('DEVICE_EXISTS', 'device %s already exists', 409),
   CONFLICT: define('CONFLICT', '%s', 409),
+  PRECONDITION_FAILED: define('PRECONDITION_FAILED', '%s', 412),
+  INVALID_PATCH: define('INVALID_PATCH', 'invalid patch: %s', 400),
+  TWIN_TOO_LARGE: define('TWIN_TOO_LARGE', '%s', 413),
   PAYLOAD_TOO_LARGE: define('PAYLOAD_TOO_LARGE', '%s', 413),
   UNSUPPORTED_MEDIA_TYPE: define('UNSUPPORTED_MEDIA_TYPE', '%s', 415),
   INTERNAL: define('INTERNAL', 'internal error', 500),

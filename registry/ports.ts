@@ -1,6 +1,7 @@
 // Store ports: small interfaces each adapter (memory, Redis) implements, with one contract suite
 // (test/contract/) run against both. The memory adapter is the reference semantics. "Not found" is
 // `undefined`, never a rejection.
+import type { TwinRecord, TwinSide, TwinSideName } from './twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from './types.js'
 
 export interface DeviceStore {
@@ -49,6 +50,20 @@ export interface PresenceStore {
   leave(node: string): Promise<void>
 }
 
+export interface TwinStore {
+  /** The stored twin; undefined when the device's twin was never written (it is then empty). */
+  get(deviceId: string): Promise<TwinRecord | undefined>
+  getMany(deviceIds: readonly string[]): Promise<(TwinRecord | undefined)[]>
+  /**
+   * Replaces one side when its stored version is still `expected` (a missing twin has version 1):
+   * true when written, else the version found.
+   */
+  casSide(deviceId: string, side: TwinSideName, next: TwinSide, expected: number): Promise<true | number>
+  /** Raises the desired version the device has seen to `version` (never lowers it). */
+  markSeen(deviceId: string, version: number): Promise<void>
+  delete(deviceId: string): Promise<void>
+}
+
 export interface RegistryEvents {
   /** Delivers the event to every subscriber on every node (including this one). */
   publish(event: RegistryEvent): Promise<void>
@@ -60,6 +75,7 @@ export interface RegistryStore {
   readonly kind: 'memory' | 'redis'
   readonly devices: DeviceStore
   readonly presence: PresenceStore
+  readonly twins: TwinStore
   readonly events: RegistryEvents
   /** Resolves when the backing store answers; rejects otherwise. */
   ping(): Promise<void>

@@ -191,6 +191,7 @@ export function createRegistryService(deps: RegistryServiceDeps) {
     async deleteDevice(id: string): Promise<void> {
       const r = await store.devices.delete(id)
       if (!r) throw new errors.DEVICE_NOT_FOUND(id)
+      await store.twins.delete(id)
       await emit('device.deleted', r)
     },
 

@@ -91,6 +91,13 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     metrics.connections.dec({ kind: s.principal.kind })
     hooks.runSessionHooks('sessionGone', s)
   })
+  aedes.on('subscribe', (subs, client: FleetClient) => {
+    const s = client[kSession]
+    if (!s) return
+    // Aedes sets a refused subscription's qos to 128 in the SUBACK
+    const granted = subs.filter((sub) => (sub.qos as number) !== 128).map((sub) => sub.topic)
+    if (granted.length > 0) hooks.runSubscribedHooks(s, granted)
+  })
   const onClientError = (client: FleetClient, err: Error) => {
     const code = (err as NodeJS.ErrnoException).code
     if (code && ORDINARY.has(code)) return
@@ -178,6 +185,10 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
       log.info({ clientId, reason }, 'closing session')
       client.close()
       return true
+    },
+    subscriptionsOf(clientId) {
+      const client = (aedes as unknown as { clients: Record<string, { subscriptions: object }> }).clients[clientId]
+      return client ? Object.keys(client.subscriptions) : []
     },
     *localSessions(): IterableIterator<Session> {
       const clients = (aedes as unknown as { clients: Record<string, FleetClient> }).clients

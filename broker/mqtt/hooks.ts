@@ -298,21 +298,28 @@ export function createHooks(deps: HookDeps) {
   }
 
   function runSessionHooks(name: 'sessionReady' | 'sessionGone', session: Session): void {
-    for (const hook of host.hooks[name]) {
-      let r: void | Promise<void>
-      try {
-        r = hook(session)
-      } catch (err) {
-        log.error({ err, clientId: session.clientId }, `${name} hook failed`)
-        continue
-      }
-      if (r) {
-        deps.track(
-          r.catch((err: unknown) => {
-            log.error({ err, clientId: session.clientId }, `${name} hook failed`)
-          }),
-        )
-      }
+    for (const hook of host.hooks[name]) guarded(name, session, () => hook(session))
+  }
+
+  function runSubscribedHooks(session: Session, topics: readonly string[]): void {
+    for (const hook of host.hooks.sessionSubscribed) guarded('sessionSubscribed', session, () => hook(session, topics))
+  }
+
+  /** Runs a session hook: a throw or a rejection is logged, never fatal. */
+  function guarded(name: string, session: Session, call: () => void | Promise<void>): void {
+    let r: void | Promise<void>
+    try {
+      r = call()
+    } catch (err) {
+      log.error({ err, clientId: session.clientId }, `${name} hook failed`)
+      return
+    }
+    if (r) {
+      deps.track(
+        r.catch((err: unknown) => {
+          log.error({ err, clientId: session.clientId }, `${name} hook failed`)
+        }),
+      )
     }
   }
 
@@ -324,5 +331,6 @@ export function createHooks(deps: HookDeps) {
     authorizeForward,
     published,
     runSessionHooks,
+    runSubscribedHooks,
   }
 }

@@ -25,7 +25,7 @@ const MAX_KNOWN_CHILDREN = 1024
  */
 function isChild(p: DevicePrincipal, childId: string, registry: RegistryService): boolean | Promise<boolean> {
   if (p.gateway === false) return false
-  const known = p.children.get(childId)
+  const known = p.children?.get(childId)
   if (known !== undefined) return known
   if (!isDeviceId(childId)) return false
   if (p.gateway === undefined) {
@@ -36,8 +36,9 @@ function isChild(p: DevicePrincipal, childId: string, registry: RegistryService)
   }
   return registry.getRecord(childId).then((r) => {
     const yes = r?.parentId === p.deviceId
-    if (p.children.size >= MAX_KNOWN_CHILDREN) p.children.clear()
-    p.children.set(childId, yes)
+    const children = (p.children ??= new Map())
+    if (children.size >= MAX_KNOWN_CHILDREN) children.clear()
+    children.set(childId, yes)
     return yes
   })
 }

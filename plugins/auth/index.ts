@@ -65,7 +65,6 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
           kind: 'device',
           deviceId: id,
           prefix: devicePrefix(id),
-          children: new Map(),
           ...(device.parentId !== undefined ? { parentId: device.parentId } : {}),
         }
         return p

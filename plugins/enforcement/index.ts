@@ -43,6 +43,7 @@ export function enforcementPlugin(): Plugin {
           if (gw?.principal.kind === 'device') {
             const created = e.type === 'device.created'
             if (created) gw.principal.gateway = true
+            gw.principal.children ??= new Map()
             gw.principal.children.set(e.deviceId, created)
           }
         }

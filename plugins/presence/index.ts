@@ -45,18 +45,21 @@ export function presencePlugin(opts: PresencePluginOptions = {}): Plugin {
         await broker.publish(eventTopic(e.deviceId, kind), JSON.stringify(e), { qos: 1 })
       }
 
+      // the start of a session while it is being written: its end is written only after it
+      const starting = new WeakMap<Session, Promise<void>>()
+
       host.addHook('sessionReady', function presenceUp(s: Session) {
         if (s.principal.kind !== 'device') return
         const deviceId = s.principal.deviceId
-        const at = s.connectedAt.toISOString()
+        const at = new Date(s.connectedAt).toISOString()
         const up = presence
           .connected(deviceId, { node, session: s.id, at })
           .then((seq) =>
             announce({ deviceId, seq, online: true, node, session: s.id, at, transport: s.transport }, 'connected'),
           )
-        // the end of this session is written only after its start
-        s.data.set(
-          'presence',
+          .finally(() => starting.delete(s))
+        starting.set(
+          s,
           up.catch(() => {}),
         )
         return up
@@ -65,7 +68,7 @@ export function presencePlugin(opts: PresencePluginOptions = {}): Plugin {
       host.addHook('sessionGone', async function presenceDown(s: Session) {
         if (s.principal.kind !== 'device') return
         const deviceId = s.principal.deviceId
-        await (s.data.get('presence') as Promise<void> | undefined)
+        await starting.get(s)
         const at = new Date().toISOString()
         const { seq, online } = await presence.disconnected(deviceId, { session: s.id, at })
         await announce({ deviceId, seq, online, node, session: s.id, at }, 'disconnected')

@@ -1,7 +1,16 @@
 // The in-memory adapter: the reference semantics of every store port, and the embedded mode's store.
 // Values are copied in and out, so callers can never change stored state by accident.
-import type { DeviceStore, PresenceStore, RegistryEvents, RegistryStore, SessionEnd, SessionStart } from '../ports.js'
+import type {
+  DeviceStore,
+  PresenceStore,
+  RegistryEvents,
+  RegistryStore,
+  SessionEnd,
+  SessionStart,
+  TwinStore,
+} from '../ports.js'
 import { MAX_SCAN, matchesQuery } from '../query.js'
+import { emptyTwin, type TwinRecord } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
 
 const copy = structuredClone
@@ -141,6 +150,37 @@ function createPresenceStore(): PresenceStore {
   }
 }
 
+function createTwinStore(): TwinStore {
+  const twins = new Map<string, TwinRecord>()
+  return {
+    async get(deviceId) {
+      const t = twins.get(deviceId)
+      return t && copy(t)
+    },
+    async getMany(deviceIds) {
+      return deviceIds.map((id) => {
+        const t = twins.get(id)
+        return t && copy(t)
+      })
+    },
+    async casSide(deviceId, side, next, expected) {
+      const t = twins.get(deviceId) ?? emptyTwin()
+      if (t[side].version !== expected) return t[side].version
+      t[side] = copy(next)
+      twins.set(deviceId, t)
+      return true
+    },
+    async markSeen(deviceId, version) {
+      const t = twins.get(deviceId) ?? emptyTwin()
+      if (version > t.desiredSeen) t.desiredSeen = version
+      twins.set(deviceId, t)
+    },
+    async delete(deviceId) {
+      twins.delete(deviceId)
+    },
+  }
+}
+
 function createEvents(onError: (err: Error) => void): RegistryEvents {
   const listeners = new Set<(e: RegistryEvent) => void>()
   return {
@@ -173,6 +213,7 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): RegistryStore 
     kind: 'memory',
     devices: createDeviceStore(),
     presence: createPresenceStore(),
+    twins: createTwinStore(),
     events: createEvents(opts.onError ?? (() => {})),
     async ping() {},
     async close() {},

@@ -4,6 +4,7 @@
 export interface RedisKeys {
   device(id: string): string
   presence(id: string): string
+  twin(id: string): string
   /** All device ids, a sorted set scored 0 and read in lexicographic order. */
   allDevices: string
   byStatus(status: string): string
@@ -17,6 +18,7 @@ export function createKeys(prefix: string): RedisKeys {
   return {
     device: (id) => `${prefix}:{${id}}:dev`,
     presence: (id) => `${prefix}:{${id}}:presence`,
+    twin: (id) => `${prefix}:{${id}}:twin`,
     allDevices: `${prefix}:idx:devices`,
     byStatus: (status) => `${prefix}:idx:status:${status}`,
     // tag keys are [A-Za-z0-9_.-]; values are free text, so they are percent-encoded

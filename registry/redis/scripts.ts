@@ -34,6 +34,18 @@ if redis.call('HGET', KEYS[1], 'session') == ARGV[1] then
 end
 local online = redis.call('HGET', KEYS[1], 'online') == '1' and 1 or 0
 return {seq, online}`,
+  // KEYS[1] twin hash; ARGV: version field, doc field, expected version, next version, doc.
+  // 0 when written, else the version found (a missing twin is at version 1).
+  fhTwinCas: `
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '1')
+if cur ~= tonumber(ARGV[3]) then return cur end
+redis.call('HSET', KEYS[1], 'v', '1', ARGV[1], ARGV[4], ARGV[2], ARGV[5])
+return 0`,
+  // KEYS[1] twin hash; ARGV: version. Raises the seen desired version.
+  fhTwinSeen: `
+local seen = tonumber(redis.call('HGET', KEYS[1], 'seen') or '1')
+if tonumber(ARGV[1]) > seen then redis.call('HSET', KEYS[1], 'v', '1', 'seen', ARGV[1]) end
+return 0`,
 } as const
 
 type ScriptName = keyof typeof scripts
@@ -45,6 +57,15 @@ export interface ScriptCalls {
   fhDeviceDelete(key: string, presenceKey: string): Promise<string | null>
   fhPresenceUp(key: string, node: string, session: string, at: string): Promise<number>
   fhPresenceDown(key: string, session: string, at: string): Promise<[number, number]>
+  fhTwinCas(
+    key: string,
+    versionField: string,
+    docField: string,
+    expected: number,
+    next: number,
+    doc: string,
+  ): Promise<number>
+  fhTwinSeen(key: string, version: number): Promise<number>
 }
 
 const keyCounts: Record<ScriptName, number> = {
@@ -53,6 +74,8 @@ const keyCounts: Record<ScriptName, number> = {
   fhDeviceDelete: 2,
   fhPresenceUp: 1,
   fhPresenceDown: 1,
+  fhTwinCas: 1,
+  fhTwinSeen: 1,
 }
 
 export function defineScripts(redis: Redis): ScriptCalls {

@@ -5,8 +5,9 @@
 // candidate set, the record is the truth.
 import { Redis } from 'ioredis'
 import { errors } from '../errors.js'
-import type { DeviceStore, PresenceStore, RegistryEvents, RegistryStore } from '../ports.js'
+import type { DeviceStore, PresenceStore, RegistryEvents, RegistryStore, TwinStore } from '../ports.js'
 import { MAX_SCAN, matchesQuery } from '../query.js'
+import { emptySide, type TwinRecord, type TwinSide } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
 import { createKeys, type RedisKeys } from './keys.js'
 import { defineScripts, type ScriptCalls } from './scripts.js'
@@ -203,6 +204,56 @@ function createPresenceStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): Pre
   }
 }
 
+// a twin hash: format `v`, per side a version (`dv`, `rv`) and a JSON {doc, meta} (`d`, `r`), and
+// `seen`, the desired version the device has seen
+const SIDE_FIELDS = { desired: ['dv', 'd'], reported: ['rv', 'r'] } as const
+
+function parseSide(version: string | undefined, json: string | undefined): TwinSide {
+  if (version === undefined || json === undefined) return emptySide()
+  const { doc, meta } = JSON.parse(json) as { doc: TwinSide['doc']; meta: TwinSide['meta'] }
+  return { version: Number(version), doc, meta }
+}
+
+function toTwin(h: Record<string, string>): TwinRecord | undefined {
+  if (!h.v) return undefined
+  if (h.v !== '1') throw new Error(`twin format ${h.v} is not supported`)
+  return {
+    desired: parseSide(h.dv, h.d),
+    reported: parseSide(h.rv, h.r),
+    desiredSeen: h.seen ? Number(h.seen) : 1,
+  }
+}
+
+function createTwinStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): TwinStore {
+  return {
+    async get(deviceId) {
+      return toTwin(await redis.hgetall(keys.twin(deviceId)))
+    },
+    async getMany(deviceIds) {
+      if (deviceIds.length === 0) return []
+      const p = redis.pipeline()
+      for (const id of deviceIds) p.hgetall(keys.twin(id))
+      const res = (await p.exec()) ?? []
+      return res.map(([err, h]) => {
+        if (err) throw err
+        return toTwin(h as Record<string, string>)
+      })
+    },
+    async casSide(deviceId, side, next, expected) {
+      const [vf, df] = SIDE_FIELDS[side]
+      const doc = JSON.stringify({ doc: next.doc, meta: next.meta })
+      const r = Number(await s.fhTwinCas(keys.twin(deviceId), vf, df, expected, next.version, doc))
+      return r === 0 ? true : r
+    },
+    async markSeen(deviceId, version) {
+      await s.fhTwinSeen(keys.twin(deviceId), version)
+    },
+    async delete(deviceId) {
+      await redis.del(keys.twin(deviceId))
+    },
+  }
+}
+
 function createEvents(redis: Redis, sub: Redis, keys: RedisKeys, onError: (err: Error) => void): RegistryEvents {
   const listeners = new Set<(e: RegistryEvent) => void>()
   sub.on('message', function onRegistryMessage(channel: string, message: string) {
@@ -265,6 +316,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Registr
     kind: 'redis',
     devices: createDeviceStore(redis, keys, s),
     presence: createPresenceStore(redis, keys, s),
+    twins: createTwinStore(redis, keys, s),
     events: createEvents(redis, sub, keys, onError),
     async ping() {
       await withTimeout(redis.ping(), 1000, 'Redis did not answer PING within 1 s')

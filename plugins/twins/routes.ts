@@ -1,0 +1,98 @@
+// The twin routes: GET /devices/{id}/twin (ETag = desired version), PATCH /devices/{id}/twin/desired
+// (If-Match: 412 when desired has moved on), PATCH /devices/{id}/tags.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { errors } from '../../registry/errors.js'
+import { TAG_KEY_PATTERN } from '../../registry/ids.js'
+import type { TwinApi } from './api.js'
+
+const ErrorRef = Type.Unsafe({ $ref: 'Error' })
+const Doc = Type.Object({}, { additionalProperties: true, description: 'a JSON object with $version and $metadata' })
+const TwinView = Type.Object(
+  {
+    desired: Doc,
+    reported: Doc,
+    tags: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()])),
+    pending: Type.Optional(
+      Type.Object({}, { additionalProperties: true, description: 'desired values not reported yet' }),
+    ),
+    converged: Type.Boolean({ description: 'reported shows every desired value' }),
+  },
+  { $id: 'Twin' },
+)
+const Params = Type.Object({ id: Type.String() })
+const errorsOf = { 400: ErrorRef, 401: ErrorRef, 404: ErrorRef }
+
+/** The version in an If-Match header: `"3"`, `W/"3"` or `3`; `*` means any. */
+function ifMatchVersion(header: string | undefined): number | undefined {
+  if (header === undefined || header.trim() === '*') return undefined
+  const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(header)
+  if (!m) throw new errors.BAD_REQUEST('If-Match must be the ETag of the twin, e.g. "3"')
+  return Number(m[1])
+}
+
+export function twinRoutes(api: TwinApi): FastifyPluginAsyncTypebox {
+  return async function twins(app) {
+    app.addSchema(TwinView)
+
+    app.get(
+      '/devices/:id/twin',
+      {
+        schema: {
+          summary: 'The twin: desired and reported state with versions, tags, and what is still pending',
+          tags: ['twins'],
+          params: Params,
+          response: { 200: TwinView, ...errorsOf },
+        },
+      },
+      async function getTwin(req, reply) {
+        const view = await api.view(req.params.id)
+        reply.header('etag', `"${(view.desired as { $version: number }).$version}"`)
+        return view
+      },
+    )
+
+    app.patch(
+      '/devices/:id/twin/desired',
+      {
+        schema: {
+          summary: 'Change desired state (JSON merge patch); the device is told at once, or when it is back',
+          tags: ['twins'],
+          params: Params,
+          headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
+          body: Type.Object({}, { additionalProperties: true }),
+          response: { 200: TwinView, 412: ErrorRef, 413: ErrorRef, ...errorsOf },
+        },
+      },
+      async function patchDesired(req, reply) {
+        const view = await api.patchDesired(req.params.id, req.body, ifMatchVersion(req.headers['if-match']))
+        reply.header('etag', `"${(view.desired as { $version: number }).$version}"`)
+        return view
+      },
+    )
+
+    app.patch(
+      '/devices/:id/tags',
+      {
+        schema: {
+          summary: 'Change tags (JSON merge patch: null deletes); services see it on events/twin',
+          tags: ['twins'],
+          params: Params,
+          body: Type.Record(
+            Type.String({ pattern: TAG_KEY_PATTERN }),
+            Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]),
+          ),
+          response: {
+            200: Type.Object({
+              tags: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()])),
+            }),
+            ...errorsOf,
+          },
+        },
+      },
+      async function patchTags(req) {
+        return { tags: await api.patchTags(req.params.id, req.body) }
+      },
+    )
+  }
+}
