@@ -36,7 +36,9 @@ export function assertTags(tags: unknown): Tags {
   const entries = Object.entries(tags)
   if (entries.length > MAX_TAGS) throw new errors.INVALID_TAGS(`at most ${MAX_TAGS} tags`)
   for (const [k, v] of entries) {
-    if (!isTagKey(k)) throw new errors.INVALID_TAGS(`key ${JSON.stringify(k.slice(0, 80))} is not allowed`)
+    if (!isTagKey(k) || k === '__proto__') {
+      throw new errors.INVALID_TAGS(`key ${JSON.stringify(k.slice(0, 80))} is not allowed`)
+    }
     if (typeof v === 'string') {
       if (v.length > MAX_TAG_VALUE_LENGTH) throw new errors.INVALID_TAGS(`value of ${k} is too long`)
     } else if (typeof v === 'number') {

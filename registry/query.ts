@@ -10,7 +10,8 @@ export function matchesQuery(r: DeviceRecord, q: DeviceQuery): boolean {
   if (q.parentId !== undefined && r.parentId !== q.parentId) return false
   if (q.tags) {
     for (const k in q.tags) {
-      const v = r.tags[k]
+      // own keys only: a tag named like an Object member (constructor, toString) must not match it
+      const v = Object.hasOwn(r.tags, k) ? r.tags[k] : undefined
       if (v === undefined || String(v) !== q.tags[k]) return false
     }
   }

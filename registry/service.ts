@@ -15,9 +15,37 @@ import {
   type RegistryEventType,
   toDevice,
 } from './types.js'
+import { evaluate, needs, parseWhere, plan, type WhereExpr, type WhereIndex, type WhereRow } from './where/index.js'
 
 export const MODEL_ID_PATTERN = '^[A-Za-z0-9\\-._:@]{1,128}$'
 const modelIdRe = new RegExp(MODEL_ID_PATTERN)
+/** Devices read per store call when a `where` query is evaluated. */
+const WHERE_BATCH = 250
+/** Devices one `where` request examines before it answers with a cursor. */
+const MAX_WHERE_EXAMINED = 5000
+
+/** The filters of the query string and of a `where` query, ANDed; undefined when they cannot both hold. */
+function mergeFilters(a: Omit<DeviceQuery, 'limit'>, b: WhereIndex): Omit<DeviceQuery, 'limit'> | undefined {
+  const out = { ...a }
+  if (b.status !== undefined) {
+    if (out.status !== undefined && out.status !== b.status) return undefined
+    out.status = b.status
+  }
+  if (b.parentId !== undefined) {
+    if (out.parentId !== undefined && out.parentId !== b.parentId) return undefined
+    out.parentId = b.parentId
+  }
+  if (b.tags) {
+    const tags = { ...out.tags }
+    for (const [k, v] of Object.entries(b.tags)) {
+      if (Object.hasOwn(tags, k) && tags[k] !== v) return undefined
+      tags[k] = v
+    }
+    out.tags = tags
+  }
+  return out
+}
+
 /** Compare-and-set retries before a write gives up with 409 (only under heavy contention). */
 const CAS_ATTEMPTS = 8
 
@@ -88,6 +116,45 @@ export function createRegistryService(deps: RegistryServiceDeps) {
     throw new errors.CONFLICT(`device ${id} is being changed by others; try again`)
   }
 
+  async function listWhere(expr: WhereExpr, filters: Omit<DeviceQuery, 'limit'>, limit: number): Promise<ListResult> {
+    const { index, residual } = plan(expr)
+    const query = mergeFilters(filters, index)
+    if (!query) return { items: [] } // the filters contradict each other
+    const need = residual ? needs(residual) : { twin: false, presence: false }
+    const live = await store.presence.liveNodes()
+    const items: DeviceWithPresence[] = []
+    let after = query.after
+    let examined = 0
+    for (;;) {
+      const page = await store.devices.list({ ...query, ...(after !== undefined ? { after } : {}), limit: WHERE_BATCH })
+      const ids = page.items.map((r) => r.id)
+      const [presence, twins] = await Promise.all([
+        store.presence.getMany(ids),
+        need.twin ? store.twins.getMany(ids) : Promise.resolve([]),
+      ])
+      for (let i = 0; i < page.items.length; i++) {
+        const r = page.items[i] as DeviceRecord
+        after = r.id
+        examined++
+        const view = presenceView(presence[i], live)
+        if (residual) {
+          const twin = twins[i]
+          const row: WhereRow = { device: r, presence: { connected: view.connected } }
+          if (need.twin) {
+            row.desired = twin?.desired.doc ?? {}
+            row.reported = twin?.reported.doc ?? {}
+          }
+          if (!evaluate(residual, row)) continue
+        }
+        items.push({ ...toDevice(r), presence: view })
+        if (items.length >= limit) return { items, next: r.id }
+      }
+      if (page.next === undefined) return { items }
+      after = page.next
+      if (examined >= MAX_WHERE_EXAMINED) return { items, next: after }
+    }
+  }
+
   return {
     store,
 
@@ -135,13 +202,25 @@ export function createRegistryService(deps: RegistryServiceDeps) {
       return r && { ...toDevice(r), presence: presenceView(p, live) }
     },
 
-    async listDevices(q: Omit<DeviceQuery, 'limit'> & { limit?: number }): Promise<ListResult> {
+    /**
+     * Lists devices in id order. Filters on status, tags and parent come from the store's indexes; a
+     * `where` query (registry/where) adds what they cannot answer, evaluated per device on batches
+     * of records, twins and presence read together. A page may hold fewer than `limit` devices
+     * while `next` is set (a request examines a bounded number of devices).
+     */
+    async listDevices(q: Omit<DeviceQuery, 'limit'> & { limit?: number; where?: string }): Promise<ListResult> {
       const limit = Math.min(Math.max(q.limit ?? 100, 1), MAX_PAGE)
-      const page = await store.devices.list({ ...q, limit })
-      const ids = page.items.map((r) => r.id)
-      const [presence, live] = await Promise.all([store.presence.getMany(ids), store.presence.liveNodes()])
-      const items = page.items.map((r, i) => ({ ...toDevice(r), presence: presenceView(presence[i], live) }))
-      return page.next === undefined ? { items } : { items, next: page.next }
+      const { where, ...filters } = q
+      if (where === undefined) {
+        const page = await store.devices.list({ ...filters, limit })
+        const [presence, live] = await Promise.all([
+          store.presence.getMany(page.items.map((r) => r.id)),
+          store.presence.liveNodes(),
+        ])
+        const items = page.items.map((r, i) => ({ ...toDevice(r), presence: presenceView(presence[i], live) }))
+        return page.next === undefined ? { items } : { items, next: page.next }
+      }
+      return listWhere(parseWhere(where), filters, limit)
     },
 
     /** Whether any device has `gatewayId` as its parent. */

@@ -75,6 +75,7 @@ function checkValue(v: unknown, depth: number, limits: TwinLimits, path: string)
       throw new errors.INVALID_PATCH(`property names are 1-${limits.maxKeyLength} characters (at ${path || 'the top'})`)
     }
     if (k.startsWith('$')) throw new errors.INVALID_PATCH(`${k} is reserved (names starting with $ belong to FleetHub)`)
+    if (k === '__proto__') throw new errors.INVALID_PATCH('__proto__ is not a property name a twin can hold')
     checkValue(v[k], depth + 1, limits, path ? `${path}.${k}` : k)
   }
 }
@@ -151,37 +152,4 @@ export function assertDesiredSections(patch: JsonObject): void {
     const why = check(v)
     if (why) throw new errors.INVALID_PATCH(`system.${k} must be ${why}`)
   }
-}
-
-/** Deep equality of JSON values (object key order does not matter). */
-export function jsonEqual(a: Json | undefined, b: Json | undefined): boolean {
-  if (a === b) return true
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false
-    return a.every((v, i) => jsonEqual(v, b[i]))
-  }
-  const ka = Object.keys(a)
-  if (ka.length !== Object.keys(b).length) return false
-  return ka.every((k) => jsonEqual(a[k], (b as JsonObject)[k]))
-}
-
-/**
- * What desired asks for that reported does not say yet: the desired leaves whose reported value
- * differs (objects compared property by property, arrays as whole values), or undefined when the
- * device has converged.
- */
-export function pendingOf(desired: JsonObject, reported: JsonObject | undefined): JsonObject | undefined {
-  let out: JsonObject | undefined
-  for (const k of Object.keys(desired)) {
-    if (k.startsWith('$')) continue
-    const d = desired[k] as Json
-    const r = reported?.[k]
-    const diff = isJsonObject(d) ? pendingOf(d, isJsonObject(r) ? r : undefined) : jsonEqual(d, r) ? undefined : d
-    if (diff !== undefined) {
-      out ??= {}
-      out[k] = diff
-    }
-  }
-  return out
 }

@@ -17,7 +17,12 @@ import {
 } from './twin.js'
 
 /** Retries when another node wrote the same side in between (only under heavy contention). */
-const CAS_ATTEMPTS = 20
+const CAS_ATTEMPTS = 50
+
+/** A random pause after a lost race, growing with the attempts, so two busy nodes take turns. */
+function backoff(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** Math.min(attempt, 6)))
+}
 
 export interface PatchResult {
   version: number
@@ -72,6 +77,7 @@ export function createTwinService(deps: TwinServiceDeps) {
       const next = applyPatch(current, patch, limits, now().toISOString())
       const r = await store.casSide(deviceId, side, next, current.version)
       if (r === true) return { version: next.version, side: next, patch }
+      await backoff(attempt)
     }
     throw new errors.CONFLICT(`the ${side} state of ${deviceId} is being changed by others; try again`)
   }

@@ -63,6 +63,7 @@ export function deviceRoutes(registry: RegistryService): FastifyPluginAsyncTypeb
           ...(req.query.parentId ? { parentId: req.query.parentId } : {}),
           ...(Object.keys(tags).length ? { tags } : {}),
           ...(req.query.cursor ? { after: decodeCursor(req.query.cursor) } : {}),
+          ...(req.query.where !== undefined ? { where: req.query.where } : {}),
           limit: req.query.limit ?? 100,
         })
         return page.next === undefined

@@ -88,6 +88,12 @@ export const ListQuery = Type.Object(
     status: Type.Optional(Status),
     parentId: Type.Optional(DeviceId),
     cursor: Type.Optional(Type.String({ maxLength: 400, description: 'nextCursor of the previous page' })),
+    where: Type.Optional(
+      Type.String({
+        maxLength: 2000,
+        description: "a query, e.g. tags.building = '109' AND reported.fw < '2.0' (docs/queries.md)",
+      }),
+    ),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 100 })),
   },
   {

@@ -7,8 +7,9 @@ import { errors } from '../../registry/errors.js'
 import type { Tags } from '../../registry/ids.js'
 import type { RegistryService } from '../../registry/service.js'
 import { deviceTopic, eventTopic } from '../../registry/topics.js'
-import { type JsonObject, pendingOf, sideView, type TwinRecord } from '../../registry/twin.js'
+import { type JsonObject, sideView, type TwinRecord } from '../../registry/twin.js'
 import type { TwinService } from '../../registry/twins.js'
+import { pendingOf } from '../../registry/where/index.js'
 
 export interface TwinView {
   desired: JsonObject
@@ -20,7 +21,7 @@ export interface TwinView {
 }
 
 export function viewOf(twin: TwinRecord, tags: Tags): TwinView {
-  const pending = pendingOf(twin.desired.doc, twin.reported.doc)
+  const pending = pendingOf(twin.desired.doc, twin.reported.doc) as JsonObject | undefined
   const v: TwinView = { desired: sideView(twin.desired), reported: sideView(twin.reported), tags, converged: !pending }
   if (pending) v.pending = pending
   return v
@@ -53,6 +54,7 @@ export function createTwinApi(deps: { twins: TwinService; registry: RegistryServ
     async patchDesired(deviceId: string, patch: unknown, ifVersion?: number): Promise<TwinView> {
       const d = await device(deviceId)
       const r = await twins.patch(deviceId, 'desired', patch, ifVersion)
+      const current = await twins.get(deviceId)
       // QoS 0 on purpose: a device that misses it (its connection broke) gets the whole document
       // when it is back, so nothing piles up for persistent sessions either
       await broker.publish(
@@ -60,7 +62,8 @@ export function createTwinApi(deps: { twins: TwinService; registry: RegistryServ
         JSON.stringify({ version: r.version, patch: r.patch }),
       )
       await event(deviceId, 'desired', r.version, r.patch)
-      return viewOf(await twins.get(deviceId), d.tags)
+      // the desired side as this write left it (others may have written since)
+      return viewOf({ ...current, desired: r.side }, d.tags)
     },
 
     /** A device's report; the device exists (it is connected). */

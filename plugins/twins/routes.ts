@@ -18,7 +18,7 @@ const TwinView = Type.Object(
     ),
     converged: Type.Boolean({ description: 'reported shows every desired value' }),
   },
-  { $id: 'Twin' },
+  { title: 'Twin' },
 )
 const Params = Type.Object({ id: Type.String() })
 const errorsOf = { 400: ErrorRef, 401: ErrorRef, 404: ErrorRef }
@@ -33,8 +33,8 @@ function ifMatchVersion(header: string | undefined): number | undefined {
 
 export function twinRoutes(api: TwinApi): FastifyPluginAsyncTypebox {
   return async function twins(app) {
-    app.addSchema(TwinView)
-
+    // no addSchema here: a schema added in this context would bring back fastify's default
+    // (coercing) validator instead of the strict one set on the server
     app.get(
       '/devices/:id/twin',
       {

@@ -25,7 +25,8 @@ export function pendingOf(desired: unknown, reported: unknown): Record<string, u
 function pendingValue(want: unknown, have: unknown): unknown {
   // an object desired value is a set of settings, each converging on its own
   if (isPlainObject(want)) return pendingOf(want, have)
-  return have !== undefined && jsonEqual(want, have) ? undefined : want
+  // a missing reported value (undefined) equals nothing JSON holds
+  return jsonEqual(want, have) ? undefined : want
 }
 
 /** True when nothing desired is pending. */

@@ -53,7 +53,7 @@ function readToken(source: string, i: number, c: string): Token {
 
 /** A quoted string from source[start] (its quote character) to the matching quote; a doubled
  * quote character inside stands for one. Returns the value and the index after the closing quote. */
-export function readQuoted(source: string, start: number): { value: string; end: number } {
+function readQuoted(source: string, start: number): { value: string; end: number } {
   const quote = source[start] as string
   let value = ''
   let i = start + 1

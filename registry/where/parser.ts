@@ -26,6 +26,8 @@ interface Parser {
 
 /** Parses a `where` query; throws INVALID_QUERY (with the column) when it is not one. */
 export function parseWhere(text: string): WhereExpr {
+  // a repeated URL parameter arrives as an array: refuse it here rather than lex its elements
+  if (typeof text !== 'string') throw queryError('the query must be one string', 1)
   if (text.length > MAX_WHERE_LENGTH) {
     throw queryError(`the query is longer than ${MAX_WHERE_LENGTH} characters`, MAX_WHERE_LENGTH + 1)
   }
@@ -57,7 +59,6 @@ function isKeyword(t: Token, word?: string): boolean {
 /** How a token is named in "after …" messages. */
 function describe(t: Token): string {
   if (t.kind === 'name') return isKeyword(t) ? t.text.toUpperCase() : quoteForMessage(t.text)
-  if (t.kind === 'string' || t.kind === 'number') return quoteForMessage(t.text)
   return `'${t.text}'`
 }
 

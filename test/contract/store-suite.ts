@@ -250,6 +250,27 @@ export function storeContract(t: Test, f: StoreFactory): void {
     t.ok(await waitFor(() => got.length === 1))
   })
 
+  t.test('twins: compare-and-set per side, seen versions only rise', async (t) => {
+    const s = await fresh(t)
+    t.equal(await s.twins.get('tw'), undefined, 'a twin never written is undefined (empty)')
+    const side = (version: number, doc: Record<string, number>) => ({ version, doc, meta: { $: 'T' } })
+    t.equal(await s.twins.casSide('tw', 'desired', side(2, { a: 1 }), 1), true, 'the first write expects version 1')
+    t.equal(await s.twins.casSide('tw', 'desired', side(2, { a: 2 }), 1), 2, 'a stale write gets the current version')
+    t.equal(await s.twins.casSide('tw', 'reported', side(2, { r: 1 }), 1), true, 'the sides are independent')
+    const got = await s.twins.get('tw')
+    t.same(got?.desired, side(2, { a: 1 }))
+    t.same(got?.reported, side(2, { r: 1 }))
+    t.equal(got?.desiredSeen, 1)
+    await s.twins.markSeen('tw', 2)
+    await s.twins.markSeen('tw', 1)
+    t.equal((await s.twins.get('tw'))?.desiredSeen, 2, 'seen never goes back')
+    const many = await s.twins.getMany(['tw', 'none'])
+    t.equal(many[0]?.desired.version, 2)
+    t.equal(many[1], undefined)
+    await s.twins.delete('tw')
+    t.equal(await s.twins.get('tw'), undefined)
+  })
+
   if (f.peer) {
     const peer = f.peer
     t.test('a second node sees the same data and events', async (t) => {

@@ -1,0 +1,98 @@
+// The twin model: merge patches (RFC 7396), limits, metadata, the view, pending differences and the
+// built-in remote configuration sections.
+import t from 'tap'
+import {
+  applyPatch,
+  assertDesiredSections,
+  assertPatch,
+  DEFAULT_TWIN_LIMITS,
+  emptySide,
+  type JsonObject,
+  mergePatch,
+  sideView,
+} from '../registry/twin.js'
+import { pendingOf } from '../registry/where/index.js'
+
+t.test('merge patch follows RFC 7396 (its appendix A examples)', async (t) => {
+  const cases: [unknown, unknown, unknown][] = [
+    [{ a: 'b' }, { a: 'c' }, { a: 'c' }],
+    [{ a: 'b' }, { b: 'c' }, { a: 'b', b: 'c' }],
+    [{ a: 'b' }, { a: null }, {}],
+    [{ a: 'b', b: 'c' }, { a: null }, { b: 'c' }],
+    [{ a: ['b'] }, { a: 'c' }, { a: 'c' }],
+    [{ a: 'c' }, { a: ['b'] }, { a: ['b'] }],
+    [{ a: { b: 'c' } }, { a: { b: 'd', c: null } }, { a: { b: 'd' } }],
+    [{ a: [{ b: 'c' }] }, { a: [1] }, { a: [1] }],
+    [{ e: null }, { a: 1 }, { e: null, a: 1 }],
+    [{ a: 'foo' }, { a: { bb: { ccc: null } } }, { a: { bb: {} } }],
+  ]
+  for (const [target, patch, result] of cases) {
+    const before = JSON.stringify(target)
+    t.same(mergePatch(target as JsonObject, patch as JsonObject), result, `${before} + ${JSON.stringify(patch)}`)
+    t.equal(JSON.stringify(target), before, 'the target is not changed')
+  }
+})
+
+t.test('patches are checked before they apply', async (t) => {
+  const limits = { ...DEFAULT_TWIN_LIMITS, maxDepth: 3 }
+  const bad: [unknown, RegExp][] = [
+    [[1, 2], /a patch is a JSON object/],
+    ['x', /a patch is a JSON object/],
+    [null, /a patch is a JSON object/],
+    [{ $version: 3 }, /\$version is reserved/],
+    [{ a: { $metadata: {} } }, /\$metadata is reserved/],
+    [{ ['k'.repeat(129)]: 1 }, /1-128 characters/],
+    [{ '': 1 }, /1-128 characters/],
+    [{ a: { b: { c: { d: 1 } } } }, /deeper than 3/],
+    [{ a: [[[[1]]]] }, /deeper than 3/],
+    [{ a: Number.NaN }, /finite/],
+  ]
+  for (const [patch, why] of bad)
+    t.throws(() => assertPatch(patch, limits), { code: 'FLEETHUB_ERR_INVALID_PATCH', message: why })
+  t.ok(assertPatch({ a: { b: { c: 1 } } }, limits), 'depth 3 is fine')
+})
+
+t.test('a side keeps versions and the time of each top-level change', async (t) => {
+  let side = emptySide()
+  side = applyPatch(side, { a: 1, b: { c: 2 } }, DEFAULT_TWIN_LIMITS, 'T1')
+  side = applyPatch(side, { b: { d: 3 }, a: null }, DEFAULT_TWIN_LIMITS, 'T2')
+  t.equal(side.version, 3)
+  t.same(side.doc, { b: { c: 2, d: 3 } })
+  t.same(sideView(side), {
+    b: { c: 2, d: 3 },
+    $version: 3,
+    $metadata: { $lastUpdated: 'T2', b: { $lastUpdated: 'T2' } },
+  })
+  const small = { ...DEFAULT_TWIN_LIMITS, maxBytes: 40 }
+  t.throws(() => applyPatch(side, { big: 'x'.repeat(40) }, small, 'T3'), {
+    code: 'FLEETHUB_ERR_TWIN_TOO_LARGE',
+    statusCode: 413,
+  })
+})
+
+t.test('pending differences', async (t) => {
+  t.equal(pendingOf({}, {}), undefined)
+  t.equal(pendingOf({ a: 1, b: { c: [1, 2] } }, { a: 1, b: { c: [1, 2] }, extra: true }), undefined, 'converged')
+  t.same(pendingOf({ a: 1, b: { c: 2, d: 3 } }, { a: 2, b: { c: 2 } }), { a: 1, b: { d: 3 } })
+  t.same(pendingOf({ a: [1, 2] }, { a: [2, 1] }), { a: [1, 2] }, 'arrays compare as whole values')
+  t.same(pendingOf({ a: { b: 1 } }, { a: 'text' }), { a: { b: 1 } })
+  t.equal(pendingOf({ $version: 4, a: 1 } as JsonObject, { a: 1 }), undefined, '$ keys are ignored')
+})
+
+t.test('the built-in config and system sections', async (t) => {
+  t.doesNotThrow(() =>
+    assertDesiredSections({ config: { anything: [1] }, system: { reportingIntervalSec: 30, logLevel: 'debug' } }),
+  )
+  t.doesNotThrow(() => assertDesiredSections({ system: { timeServer: 'pool.ntp.org:123', logLevel: null } }))
+  const bad: [JsonObject, RegExp][] = [
+    [{ config: 3 }, /config is an object/],
+    [{ system: 'fast' }, /system is an object/],
+    [{ system: { reportingIntervalSec: 0 } }, /reportingIntervalSec/],
+    [{ system: { reportingIntervalSec: 1.5 } }, /reportingIntervalSec/],
+    [{ system: { logLevel: 'loud' } }, /one of error/],
+    [{ system: { timeServer: 'not a host!' } }, /host name/],
+    [{ system: { colour: 'red' } }, /not a system property/],
+  ]
+  for (const [patch, why] of bad)
+    t.throws(() => assertDesiredSections(patch), { code: 'FLEETHUB_ERR_INVALID_PATCH', message: why })
+})
