@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { aclPlugin } from '../plugins/acl/index.js'
 import { authPlugin } from '../plugins/auth/index.js'
+import { commandsPlugin } from '../plugins/commands/index.js'
 import { enforcementPlugin } from '../plugins/enforcement/index.js'
 import { presencePlugin } from '../plugins/presence/index.js'
 import { twinsPlugin } from '../plugins/twins/index.js'
@@ -57,7 +58,14 @@ function packageVersion(): string {
 
 /** The capabilities every node runs, in dependency order. */
 function corePlugins(adminToken: string): Plugin[] {
-  return [authPlugin({ adminToken }), aclPlugin(), presencePlugin(), enforcementPlugin(), twinsPlugin()]
+  return [
+    authPlugin({ adminToken }),
+    aclPlugin(),
+    presencePlugin(),
+    enforcementPlugin(),
+    twinsPlugin(),
+    commandsPlugin(),
+  ]
 }
 
 export async function startApp(config: Config, opts: StartOptions = {}): Promise<App> {

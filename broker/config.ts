@@ -41,9 +41,17 @@ export interface Config {
   readonly twinMaxBytes: number
   /** Deepest nesting in a twin document. @default 10 */
   readonly twinMaxDepth: number
+  /** Longest a command may wait for its answer (ms); requests asking for more get 400. @default 300000 */
+  readonly commandMaxTimeoutMs: number
+  /** How long command records are kept after their last change (ms). @default 86400000 */
+  readonly commandRetentionMs: number
+  /** Queued commands a device may have at most. @default 50 */
+  readonly commandQueueMax: number
+  /** Allow key rollover to devices connected without TLS (the new key then travels in clear). @default false */
+  readonly allowInsecureRollover: boolean
 }
 
-type Kind = 'port' | 'string' | 'file' | 'url' | 'int' | 'token' | 'nodeId' | 'logLevel'
+type Kind = 'port' | 'string' | 'file' | 'url' | 'int' | 'token' | 'nodeId' | 'logLevel' | 'bool'
 
 interface OptionSpec {
   key: keyof Config
@@ -191,6 +199,44 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 32,
     doc: 'deepest nesting of objects and arrays in a twin document',
   },
+  {
+    key: 'commandMaxTimeoutMs',
+    env: 'FLEETHUB_COMMAND_MAX_TIMEOUT_MS',
+    flag: 'command-max-timeout-ms',
+    kind: 'int',
+    default: 300000,
+    min: 1000,
+    max: 86400000,
+    doc: 'longest timeoutMs a command may ask for (the default is 30000)',
+  },
+  {
+    key: 'commandRetentionMs',
+    env: 'FLEETHUB_COMMAND_RETENTION_MS',
+    flag: 'command-retention-ms',
+    kind: 'int',
+    default: 86400000,
+    min: 1000,
+    max: 2592000000,
+    doc: 'how long command records are kept after their last change',
+  },
+  {
+    key: 'commandQueueMax',
+    env: 'FLEETHUB_COMMAND_QUEUE_MAX',
+    flag: 'command-queue-max',
+    kind: 'int',
+    default: 50,
+    min: 1,
+    max: 10000,
+    doc: 'queued commands one offline device may have (more: 429)',
+  },
+  {
+    key: 'allowInsecureRollover',
+    env: 'FLEETHUB_ALLOW_INSECURE_ROLLOVER',
+    flag: 'allow-insecure-rollover',
+    kind: 'bool',
+    default: 'false',
+    doc: 'allow key rollover to devices connected without TLS (the new key travels in clear)',
+  },
 ]
 
 function randomNodeId(): string {
@@ -234,6 +280,9 @@ function parseValue(o: OptionSpec, raw: string, source: 'flag' | 'env'): string 
     case 'nodeId':
       if (!/^[A-Za-z0-9\-._]{1,64}$/.test(raw)) throw bad(o, source, raw, 'expected 1-64 letters, digits, - . or _')
       return raw
+    case 'bool':
+      if (raw !== 'true' && raw !== 'false') throw bad(o, source, raw, 'expected true or false')
+      return raw
     case 'logLevel':
       if (!LOG_LEVELS.includes(raw)) throw bad(o, source, raw, `expected one of ${LOG_LEVELS.join(', ')}`)
       return raw
@@ -274,6 +323,7 @@ export function loadConfig(argv: readonly string[] = [], env: NodeJS.ProcessEnv 
       if (!text.includes('-----BEGIN')) throw bad(o, 'env', out[k] as string, 'not a PEM file')
     }
   }
+  for (const o of OPTIONS) if (o.kind === 'bool') out[o.key] = out[o.key] === 'true'
   return Object.freeze(out) as unknown as Config
 }
 

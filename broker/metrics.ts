@@ -76,6 +76,18 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    commands: new Counter({
+      name: 'fleethub_commands_total',
+      help: 'command records that reached a final state on this node, by state',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
+    commandAnswersDropped: new Counter({
+      name: 'fleethub_command_answers_dropped_total',
+      help: 'device answers to commands that were dropped, by reason (late, duplicate, unknown, invalid)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     kicks: new Counter({
       name: 'fleethub_kicks_total',
       help: 'sessions closed because the registry changed (disable, delete, key rotation)',

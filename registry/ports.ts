@@ -1,6 +1,7 @@
 // Store ports: small interfaces each adapter (memory, Redis) implements, with one contract suite
 // (test/contract/) run against both. The memory adapter is the reference semantics. "Not found" is
 // `undefined`, never a rejection.
+import type { CommandRecord, CommandState } from './commands.js'
 import type { TwinRecord, TwinSide, TwinSideName } from './twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from './types.js'
 
@@ -24,6 +25,8 @@ export interface SessionStart {
   node: string
   session: string
   at: string
+  /** tcp, tls, ws or wss */
+  transport?: string
 }
 
 export interface SessionEnd {
@@ -64,6 +67,36 @@ export interface TwinStore {
   delete(deviceId: string): Promise<void>
 }
 
+export interface CreateCommandOptions {
+  /** How long the record is kept. */
+  retentionMs: number
+  /** Queue it for the device, unless the device already has this many queued. */
+  queueBound?: number
+  /** A client's Idempotency-Key: a second create with the same key returns the first id. */
+  idempotencyKey?: string
+}
+
+export type CreateCommandResult =
+  | { created: true }
+  | { created: false; reason: 'queue_full' }
+  | { created: false; reason: 'duplicate'; id: string }
+
+export interface CommandStore {
+  create(record: CommandRecord, opts: CreateCommandOptions): Promise<CreateCommandResult>
+  get(deviceId: string, id: string): Promise<CommandRecord | undefined>
+  /** Replaces the record when its stored state is still `from`: the one way a state moves. */
+  transition(
+    deviceId: string,
+    id: string,
+    from: CommandState,
+    next: CommandRecord,
+    retentionMs: number,
+  ): Promise<boolean>
+  /** Ids of a device's queued commands, oldest first. */
+  queued(deviceId: string): Promise<string[]>
+  unqueue(deviceId: string, id: string): Promise<void>
+}
+
 export interface RegistryEvents {
   /** Delivers the event to every subscriber on every node (including this one). */
   publish(event: RegistryEvent): Promise<void>
@@ -76,6 +109,7 @@ export interface RegistryStore {
   readonly devices: DeviceStore
   readonly presence: PresenceStore
   readonly twins: TwinStore
+  readonly commands: CommandStore
   readonly events: RegistryEvents
   /** Resolves when the backing store answers; rejects otherwise. */
   ping(): Promise<void>

@@ -1,6 +1,6 @@
 // The registry service: device lifecycle on top of a RegistryStore. Every accepted change is
 // published as a RegistryEvent, which every node receives (to kick sessions and evict caches).
-import { type DeviceKeys, generateKeys, verifiersOf } from './credentials.js'
+import { type DeviceKeys, generateKeys, verifierOf, verifiersOf } from './credentials.js'
 import { errors } from './errors.js'
 import { assertDeviceId, assertTags, patchTags, type Tags, type TagValue } from './ids.js'
 import type { RegistryStore } from './ports.js'
@@ -272,6 +272,22 @@ export function createRegistryService(deps: RegistryServiceDeps) {
       if (!r) throw new errors.DEVICE_NOT_FOUND(id)
       await store.twins.delete(id)
       await emit('device.deleted', r)
+    },
+
+    /**
+     * Makes `key` the device's primary key, after the device confirmed it has it (key rollover). The
+     * secondary key and the live session stay: the device is the one that asked for the change.
+     */
+    async replacePrimaryKey(id: string, key: string): Promise<Device> {
+      const verifier = verifierOf(key)
+      if (!verifier) throw new errors.BAD_REQUEST('a device key is 32 bytes in base64url')
+      const { after } = await update(id, (r) => ({
+        ...r,
+        verifiers: { ...r.verifiers, primary: verifier },
+        keysRotatedAt: now().toISOString(),
+      }))
+      await emit('device.updated', after)
+      return toDevice(after)
     },
 
     /** New primary and secondary keys; the old ones stop working at once. */

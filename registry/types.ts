@@ -34,6 +34,8 @@ export interface Presence {
   session?: string
   /** When the current (or last) session started. */
   since?: string
+  /** How the current (or last) session is connected: tcp, tls, ws or wss. */
+  transport?: string
   /** When the last session ended. */
   lastDisconnectAt?: string
 }

@@ -53,7 +53,7 @@ export function presencePlugin(opts: PresencePluginOptions = {}): Plugin {
         const deviceId = s.principal.deviceId
         const at = new Date(s.connectedAt).toISOString()
         const up = presence
-          .connected(deviceId, { node, session: s.id, at })
+          .connected(deviceId, { node, session: s.id, at, transport: s.transport })
           .then((seq) =>
             announce({ deviceId, seq, online: true, node, session: s.id, at, transport: s.transport }, 'connected'),
           )

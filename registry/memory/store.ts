@@ -1,6 +1,8 @@
 // The in-memory adapter: the reference semantics of every store port, and the embedded mode's store.
 // Values are copied in and out, so callers can never change stored state by accident.
+import type { CommandRecord } from '../commands.js'
 import type {
+  CommandStore,
   DeviceStore,
   PresenceStore,
   RegistryEvents,
@@ -108,6 +110,7 @@ function createPresenceStore(): PresenceStore {
       const seq = (state.get(deviceId)?.seq ?? 0) + 1
       const prev = state.get(deviceId)
       const p: Presence = { online: true, seq, node: s.node, session: s.session, since: s.at }
+      if (s.transport !== undefined) p.transport = s.transport
       if (prev?.lastDisconnectAt) p.lastDisconnectAt = prev.lastDisconnectAt
       state.set(deviceId, p)
       return seq
@@ -181,6 +184,51 @@ function createTwinStore(): TwinStore {
   }
 }
 
+function createCommandStore(): CommandStore {
+  const records = new Map<string, { r: CommandRecord; until: number }>()
+  const queues = new Map<string, string[]>()
+  const idem = new Map<string, { id: string; until: number }>()
+  const key = (deviceId: string, id: string) => `${deviceId}\u0000${id}`
+  const live = <T extends { until: number }>(e: T | undefined) => (e && e.until > Date.now() ? e : undefined)
+  return {
+    async create(r, opts) {
+      const until = Date.now() + opts.retentionMs
+      const ik = opts.idempotencyKey === undefined ? undefined : key(r.deviceId, opts.idempotencyKey)
+      const existing = ik === undefined ? undefined : live(idem.get(ik))
+      if (existing) return { created: false, reason: 'duplicate', id: existing.id }
+      if (opts.queueBound !== undefined) {
+        const q = queues.get(r.deviceId) ?? []
+        if (q.length >= opts.queueBound) return { created: false, reason: 'queue_full' }
+        q.push(r.id)
+        queues.set(r.deviceId, q)
+      }
+      records.set(key(r.deviceId, r.id), { r: copy(r), until })
+      if (ik !== undefined) idem.set(ik, { id: r.id, until })
+      return { created: true }
+    },
+    async get(deviceId, id) {
+      const e = live(records.get(key(deviceId, id)))
+      return e && copy(e.r)
+    },
+    async transition(deviceId, id, from, next, retentionMs) {
+      const e = live(records.get(key(deviceId, id)))
+      if (!e || e.r.state !== from) return false
+      records.set(key(deviceId, id), { r: copy(next), until: Date.now() + retentionMs })
+      return true
+    },
+    async queued(deviceId) {
+      return [...(queues.get(deviceId) ?? [])]
+    },
+    async unqueue(deviceId, id) {
+      const q = queues.get(deviceId)
+      if (!q) return
+      const rest = q.filter((x) => x !== id)
+      if (rest.length) queues.set(deviceId, rest)
+      else queues.delete(deviceId)
+    },
+  }
+}
+
 function createEvents(onError: (err: Error) => void): RegistryEvents {
   const listeners = new Set<(e: RegistryEvent) => void>()
   return {
@@ -214,6 +262,7 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): RegistryStore 
     devices: createDeviceStore(),
     presence: createPresenceStore(),
     twins: createTwinStore(),
+    commands: createCommandStore(),
     events: createEvents(opts.onError ?? (() => {})),
     async ping() {},
     async close() {},

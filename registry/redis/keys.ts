@@ -5,6 +5,9 @@ export interface RedisKeys {
   device(id: string): string
   presence(id: string): string
   twin(id: string): string
+  command(deviceId: string, id: string): string
+  commandQueue(deviceId: string): string
+  idempotency(deviceId: string, key: string): string
   /** All device ids, a sorted set scored 0 and read in lexicographic order. */
   allDevices: string
   byStatus(status: string): string
@@ -19,6 +22,9 @@ export function createKeys(prefix: string): RedisKeys {
     device: (id) => `${prefix}:{${id}}:dev`,
     presence: (id) => `${prefix}:{${id}}:presence`,
     twin: (id) => `${prefix}:{${id}}:twin`,
+    command: (deviceId, id) => `${prefix}:{${deviceId}}:cmd:${id}`,
+    commandQueue: (deviceId) => `${prefix}:{${deviceId}}:cmdq`,
+    idempotency: (deviceId, key) => `${prefix}:{${deviceId}}:idem:${key}`,
     allDevices: `${prefix}:idx:devices`,
     byStatus: (status) => `${prefix}:idx:status:${status}`,
     // tag keys are [A-Za-z0-9_.-]; values are free text, so they are percent-encoded

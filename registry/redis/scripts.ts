@@ -19,10 +19,10 @@ return 1`,
 local doc = redis.call('HGET', KEYS[1], 'doc')
 if doc then redis.call('DEL', KEYS[1], KEYS[2]) end
 return doc`,
-  // KEYS[1] presence hash; ARGV: node, session, at. Returns the sequence number.
+  // KEYS[1] presence hash; ARGV: node, session, at, transport. Returns the sequence number.
   fhPresenceUp: `
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[1], 'online', '1', 'node', ARGV[1], 'session', ARGV[2], 'since', ARGV[3])
+redis.call('HSET', KEYS[1], 'online', '1', 'node', ARGV[1], 'session', ARGV[2], 'since', ARGV[3], 'transport', ARGV[4])
 return seq`,
   // KEYS[1] presence hash; ARGV: session, at. Returns {seq, online}: a session that was taken over
   // leaves the device online.
@@ -46,6 +46,28 @@ return 0`,
 local seen = tonumber(redis.call('HGET', KEYS[1], 'seen') or '1')
 if tonumber(ARGV[1]) > seen then redis.call('HSET', KEYS[1], 'v', '1', 'seen', ARGV[1]) end
 return 0`,
+  // KEYS: record hash, the device's queue, idempotency key. ARGV: state, doc, retention ms, queue
+  // bound (0: not queued), idempotency key ('' if none), id. {'created'} | {'queue_full'} |
+  // {'duplicate', id}.
+  fhCommandCreate: `
+if ARGV[5] ~= '' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return {'duplicate', existing} end
+end
+if tonumber(ARGV[4]) > 0 then
+  if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'queue_full'} end
+  redis.call('RPUSH', KEYS[2], ARGV[6])
+end
+redis.call('HSET', KEYS[1], 'v', '1', 's', ARGV[1], 'doc', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[3]) end
+return {'created'}`,
+  // KEYS[1] record hash; ARGV: expected state, new state, doc, retention ms. 1 when moved.
+  fhCommandMove: `
+if redis.call('HGET', KEYS[1], 's') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 's', ARGV[2], 'doc', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`,
 } as const
 
 type ScriptName = keyof typeof scripts
@@ -55,7 +77,7 @@ export interface ScriptCalls {
   fhDeviceCreate(key: string, v: number, rev: number, doc: string): Promise<number>
   fhDeviceCas(key: string, expectedRev: number, rev: number, doc: string): Promise<number>
   fhDeviceDelete(key: string, presenceKey: string): Promise<string | null>
-  fhPresenceUp(key: string, node: string, session: string, at: string): Promise<number>
+  fhPresenceUp(key: string, node: string, session: string, at: string, transport: string): Promise<number>
   fhPresenceDown(key: string, session: string, at: string): Promise<[number, number]>
   fhTwinCas(
     key: string,
@@ -66,6 +88,18 @@ export interface ScriptCalls {
     doc: string,
   ): Promise<number>
   fhTwinSeen(key: string, version: number): Promise<number>
+  fhCommandCreate(
+    record: string,
+    queue: string,
+    idem: string,
+    state: string,
+    doc: string,
+    retentionMs: number,
+    queueBound: number,
+    idemKey: string,
+    id: string,
+  ): Promise<string[]>
+  fhCommandMove(record: string, from: string, to: string, doc: string, retentionMs: number): Promise<number>
 }
 
 const keyCounts: Record<ScriptName, number> = {
@@ -76,6 +110,8 @@ const keyCounts: Record<ScriptName, number> = {
   fhPresenceDown: 1,
   fhTwinCas: 1,
   fhTwinSeen: 1,
+  fhCommandCreate: 3,
+  fhCommandMove: 1,
 }
 
 export function defineScripts(redis: Redis): ScriptCalls {

@@ -4,8 +4,9 @@
 // between leaves only extra entries, and every list re-checks the records it reads: an index is a
 // candidate set, the record is the truth.
 import { Redis } from 'ioredis'
+import type { CommandRecord } from '../commands.js'
 import { errors } from '../errors.js'
-import type { DeviceStore, PresenceStore, RegistryEvents, RegistryStore, TwinStore } from '../ports.js'
+import type { CommandStore, DeviceStore, PresenceStore, RegistryEvents, RegistryStore, TwinStore } from '../ports.js'
 import { MAX_SCAN, matchesQuery } from '../query.js'
 import { emptySide, type TwinRecord, type TwinSide } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
@@ -158,6 +159,7 @@ function toPresence(h: Record<string, string>): Presence | undefined {
   if (h.node) p.node = h.node
   if (h.session) p.session = h.session
   if (h.since) p.since = h.since
+  if (h.transport) p.transport = h.transport
   if (h.lastDisconnectAt) p.lastDisconnectAt = h.lastDisconnectAt
   return p
 }
@@ -165,7 +167,7 @@ function toPresence(h: Record<string, string>): Presence | undefined {
 function createPresenceStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): PresenceStore {
   return {
     async connected(deviceId, st) {
-      return Number(await s.fhPresenceUp(keys.presence(deviceId), st.node, st.session, st.at))
+      return Number(await s.fhPresenceUp(keys.presence(deviceId), st.node, st.session, st.at, st.transport ?? ''))
     },
     async disconnected(deviceId, st) {
       const [seq, online] = await s.fhPresenceDown(keys.presence(deviceId), st.session, st.at)
@@ -254,6 +256,49 @@ function createTwinStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): TwinSto
   }
 }
 
+function createCommandStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): CommandStore {
+  const decodeCommand = (doc: string | null): CommandRecord | undefined => {
+    if (doc == null) return undefined
+    const { v, ...r } = JSON.parse(doc) as CommandRecord & { v: number }
+    if (v !== 1) throw new Error(`command format ${v} is not supported`)
+    return r
+  }
+  const encodeCommand = (r: CommandRecord) => JSON.stringify({ v: 1, ...r })
+  return {
+    async create(r, opts) {
+      const idem = opts.idempotencyKey ?? ''
+      const res = await s.fhCommandCreate(
+        keys.command(r.deviceId, r.id),
+        keys.commandQueue(r.deviceId),
+        keys.idempotency(r.deviceId, idem),
+        r.state,
+        encodeCommand(r),
+        opts.retentionMs,
+        opts.queueBound ?? 0,
+        idem,
+        r.id,
+      )
+      if (res[0] === 'created') return { created: true }
+      if (res[0] === 'queue_full') return { created: false, reason: 'queue_full' }
+      return { created: false, reason: 'duplicate', id: res[1] as string }
+    },
+    async get(deviceId, id) {
+      return decodeCommand(await redis.hget(keys.command(deviceId, id), 'doc'))
+    },
+    async transition(deviceId, id, from, next, retentionMs) {
+      return (
+        (await s.fhCommandMove(keys.command(deviceId, id), from, next.state, encodeCommand(next), retentionMs)) === 1
+      )
+    },
+    async queued(deviceId) {
+      return redis.lrange(keys.commandQueue(deviceId), 0, -1)
+    },
+    async unqueue(deviceId, id) {
+      await redis.lrem(keys.commandQueue(deviceId), 0, id)
+    },
+  }
+}
+
 function createEvents(redis: Redis, sub: Redis, keys: RedisKeys, onError: (err: Error) => void): RegistryEvents {
   const listeners = new Set<(e: RegistryEvent) => void>()
   sub.on('message', function onRegistryMessage(channel: string, message: string) {
@@ -317,6 +362,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Registr
     devices: createDeviceStore(redis, keys, s),
     presence: createPresenceStore(redis, keys, s),
     twins: createTwinStore(redis, keys, s),
+    commands: createCommandStore(redis, keys, s),
     events: createEvents(redis, sub, keys, onError),
     async ping() {
       await withTimeout(redis.ping(), 1000, 'Redis did not answer PING within 1 s')

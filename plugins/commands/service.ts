@@ -1,0 +1,357 @@
+// Commands: invoke, deliver (now or when the device is back), settle the device's answers, time
+// out. Every state change is written with a compare-and-set on the record's state and published on
+// `$iot/{id}/events/command`; every node listens to those events and settles the HTTP requests it
+// holds, so the device and the request may be on different nodes. A request waits for the final
+// answer (or only the acknowledgement) until the command's deadline.
+import { randomUUID } from 'node:crypto'
+import type { Logger } from '../../broker/log.js'
+import type { Metrics } from '../../broker/metrics.js'
+import type { BrokerPort } from '../../broker/session.js'
+import {
+  type CommandRecord,
+  type CommandState,
+  canMove,
+  FINAL_STATES,
+  isCommandName,
+  moved,
+  stateOfAnswer,
+} from '../../registry/commands.js'
+import { errors } from '../../registry/errors.js'
+import type { CommandStore, PresenceStore } from '../../registry/ports.js'
+import type { RegistryService } from '../../registry/service.js'
+import { deviceTopic, eventTopic, splitIotTopic } from '../../registry/topics.js'
+
+/** Largest command body, either way (serialized JSON). */
+export const MAX_COMMAND_BODY = 64 * 1024
+export const DEFAULT_TIMEOUT_MS = 30_000
+/** A waiting request re-reads the record this long after the deadline, in case an event was missed. */
+const GRACE_MS = 1000
+
+export interface InvokeOptions {
+  body?: unknown
+  timeoutMs?: number
+  /** Answer once the device acknowledges (202) instead of waiting for the result. */
+  ack?: boolean
+  /** Keep the command for an offline device for this long. */
+  queue?: { ttlMs: number }
+  idempotencyKey?: string
+  /** FleetHub's own commands (`$changeKey`): `$` names allowed. */
+  builtIn?: boolean
+  /** Sent to the device but stored as `body` (for secrets: the record never holds them). */
+  secretBody?: unknown
+}
+
+/** What a request gets: the record, in the state it stopped waiting in. */
+export interface Outcome {
+  record: CommandRecord
+}
+
+export interface CommandConfig {
+  maxTimeoutMs: number
+  retentionMs: number
+  queueMax: number
+}
+
+interface Waiter {
+  ackOnly: boolean
+  settle(r: CommandRecord): void
+}
+
+const keyOf = (deviceId: string, id: string) => `${deviceId}\u0000${id}`
+
+export type CommandService = Awaited<ReturnType<typeof createCommandService>>
+
+export async function createCommandService(deps: {
+  store: CommandStore
+  presence: PresenceStore
+  registry: RegistryService
+  broker: BrokerPort
+  config: CommandConfig
+  log: Logger
+  metrics: Metrics
+}) {
+  const { store, presence, registry, broker, config, log, metrics } = deps
+  const waiters = new Map<string, Set<Waiter>>()
+  const deadlines = new Map<string, NodeJS.Timeout>()
+  /** Secret bodies of commands this node delivers, never stored. */
+  const secrets = new Map<string, unknown>()
+
+  function now() {
+    return new Date().toISOString()
+  }
+
+  /** Publishes a state change for services, and for the requests waiting on any node. */
+  async function announce(r: CommandRecord): Promise<void> {
+    const e: Record<string, unknown> = { id: r.id, name: r.name, state: r.state, at: r.updatedAt }
+    if (r.result) {
+      e.status = r.result.status
+      if (r.result.body !== undefined) e.body = r.result.body
+    }
+    if (FINAL_STATES.has(r.state)) metrics.commands.inc({ state: r.state })
+    await broker.publish(eventTopic(r.deviceId, 'command'), JSON.stringify(e), { qos: 1 })
+  }
+
+  /** Moves a record to `to`, re-reading it when another writer came first. Undefined: not allowed. */
+  async function move(
+    deviceId: string,
+    id: string,
+    to: CommandState,
+    patch: (r: CommandRecord) => Partial<CommandRecord> = () => ({}),
+  ): Promise<CommandRecord | undefined> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const r = await store.get(deviceId, id)
+      if (!r || !canMove(r.state, to)) return undefined
+      const next = moved(r, to, now(), patch(r))
+      if (await store.transition(deviceId, id, r.state, next, config.retentionMs)) {
+        if (FINAL_STATES.has(to)) clearDeadline(deviceId, id)
+        await announce(next)
+        return next
+      }
+    }
+    return undefined
+  }
+
+  function clearDeadline(deviceId: string, id: string) {
+    const k = keyOf(deviceId, id)
+    const t = deadlines.get(k)
+    if (t) clearTimeout(t)
+    deadlines.delete(k)
+    secrets.delete(k)
+  }
+
+  function armDeadline(r: CommandRecord) {
+    const k = keyOf(r.deviceId, r.id)
+    const t = setTimeout(
+      function commandDeadline() {
+        deadlines.delete(k)
+        secrets.delete(k)
+        void move(r.deviceId, r.id, 'timed_out').catch((err: unknown) => log.error({ err }, 'command timeout failed'))
+      },
+      Math.max(0, (r.deadline ?? Date.now()) - Date.now()),
+    )
+    t.unref()
+    deadlines.set(k, t)
+  }
+
+  /** Sends a command to the device, as it is now delivered (state written first: once only). */
+  async function send(r: CommandRecord): Promise<void> {
+    const message: Record<string, unknown> = { rid: r.id, name: r.name, deadline: r.deadline }
+    const secret = secrets.get(keyOf(r.deviceId, r.id))
+    const body = secret !== undefined ? secret : r.body
+    if (body !== undefined) message.body = body
+    armDeadline(r)
+    await broker.publish(deviceTopic(r.deviceId, 'cmd/req'), JSON.stringify(message), { qos: 1 })
+  }
+
+  /** Is the device reachable now: connected itself, or through its connected gateway? */
+  async function reachable(deviceId: string, parentId: string | undefined): Promise<boolean> {
+    if (broker.localSession(deviceId)) return true
+    const ids = parentId === undefined ? [deviceId] : [deviceId, parentId]
+    if (parentId !== undefined && broker.localSession(parentId)) return true
+    const [states, live] = await Promise.all([presence.getMany(ids), presence.liveNodes()])
+    return states.some((p) => p?.online === true && p.node !== undefined && live.has(p.node))
+  }
+
+  function wait(r: CommandRecord, ackOnly: boolean): Promise<Outcome> {
+    const done = (x: CommandRecord) => FINAL_STATES.has(x.state) || (ackOnly && x.state === 'acknowledged')
+    if (done(r)) return Promise.resolve({ record: r })
+    const k = keyOf(r.deviceId, r.id)
+    return new Promise<Outcome>((resolve) => {
+      let set = waiters.get(k)
+      if (!set) {
+        set = new Set()
+        waiters.set(k, set)
+      }
+      // past the deadline (and a grace), the record says how it ended, even if an event was missed
+      const last = r.deadline ?? (r.expiresAt ?? Date.now()) + (r.timeoutMs ?? 0)
+      const timer = setTimeout(
+        async function deadlinePassed() {
+          const latest = (await store.get(r.deviceId, r.id).catch(() => undefined)) ?? r
+          if (done(latest)) return w.settle(latest)
+          w.settle((await move(r.deviceId, r.id, 'timed_out').catch(() => undefined)) ?? latest)
+        },
+        Math.max(0, last - Date.now()) + GRACE_MS,
+      )
+      timer.unref()
+      const w: Waiter = {
+        ackOnly,
+        settle(x) {
+          if (!done(x) && x.state !== 'timed_out') return
+          clearTimeout(timer)
+          set.delete(w)
+          if (set.size === 0) waiters.delete(k)
+          resolve({ record: x })
+        },
+      }
+      set.add(w)
+    })
+  }
+
+  /** Settles this node's waiting requests from a command event (on every node). */
+  const unsubscribe = await broker.subscribe('$iot/+/events/command', function onCommandEvent(topic, payload) {
+    const split = splitIotTopic(topic)
+    if (!split || waiters.size === 0) return
+    let id: string
+    try {
+      id = (JSON.parse(payload.toString()) as { id: string }).id
+    } catch {
+      return
+    }
+    const set = waiters.get(keyOf(split.deviceId, id))
+    if (!set) return
+    // the record, not the event, is the truth (events of one command may arrive out of order)
+    void store.get(split.deviceId, id).then(
+      (r) => {
+        if (r) for (const w of [...set]) w.settle(r)
+      },
+      (err: unknown) => log.error({ err }, 'command event: record read failed'),
+    )
+  })
+
+  function checkBody(body: unknown, what: string) {
+    if (body === undefined) return
+    const size = Buffer.byteLength(JSON.stringify(body) ?? '')
+    if (size > MAX_COMMAND_BODY)
+      throw new errors.PAYLOAD_TOO_LARGE(`${what} is ${size} bytes; at most ${MAX_COMMAND_BODY}`)
+  }
+
+  return {
+    async invoke(deviceId: string, name: string, opts: InvokeOptions = {}): Promise<Outcome> {
+      if (!(opts.builtIn ? /^\$?[A-Za-z0-9_.:-]{1,64}$/.test(name) : isCommandName(name))) {
+        throw new errors.BAD_REQUEST(
+          'a command name is 1-64 characters from letters, digits and _.:- (names starting with $ are reserved)',
+        )
+      }
+      const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
+      if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > config.maxTimeoutMs) {
+        throw new errors.BAD_REQUEST(`timeoutMs must be 1 to ${config.maxTimeoutMs}`)
+      }
+      checkBody(opts.body, 'the command body')
+      const device = await registry.getRecord(deviceId)
+      if (!device) throw new errors.DEVICE_NOT_FOUND(deviceId)
+      const online = await reachable(deviceId, device.parentId)
+      if (!online && !opts.queue) throw new errors.DEVICE_OFFLINE(deviceId)
+
+      const at = now()
+      const id = randomUUID()
+      const state: CommandState = online ? 'delivered' : 'queued'
+      const r: CommandRecord = {
+        id,
+        deviceId,
+        name,
+        state,
+        createdAt: at,
+        updatedAt: at,
+        timeoutMs,
+        history: [{ state, at }],
+      }
+      if (opts.body !== undefined) r.body = opts.body
+      if (online) r.deadline = Date.now() + timeoutMs
+      else r.expiresAt = Date.now() + (opts.queue as { ttlMs: number }).ttlMs
+      const created = await store.create(r, {
+        retentionMs: config.retentionMs,
+        ...(online ? {} : { queueBound: config.queueMax }),
+        ...(opts.idempotencyKey !== undefined ? { idempotencyKey: opts.idempotencyKey } : {}),
+      })
+      if (!created.created) {
+        if (created.reason === 'queue_full') throw new errors.QUEUE_FULL(deviceId, config.queueMax)
+        // a retried request: the first one's command, not a second run
+        const first = await store.get(deviceId, created.id)
+        if (!first) throw new errors.COMMAND_NOT_FOUND(created.id, deviceId)
+        return first.state === 'queued' ? { record: first } : wait(first, opts.ack === true)
+      }
+      if (opts.secretBody !== undefined) secrets.set(keyOf(deviceId, id), opts.secretBody)
+      await announce(r)
+      if (!online) return { record: r }
+      const outcome = wait(r, opts.ack === true)
+      await send(r)
+      return outcome
+    },
+
+    async get(deviceId: string, id: string): Promise<CommandRecord> {
+      const r = await store.get(deviceId, id)
+      if (!r) throw new errors.COMMAND_NOT_FOUND(id, deviceId)
+      if (r.state === 'queued' && r.expiresAt !== undefined && r.expiresAt < Date.now()) {
+        await store.unqueue(deviceId, id)
+        return (await move(deviceId, id, 'expired')) ?? r
+      }
+      return r
+    },
+
+    async cancel(deviceId: string, id: string): Promise<CommandRecord> {
+      const r = await store.get(deviceId, id)
+      if (!r) throw new errors.COMMAND_NOT_FOUND(id, deviceId)
+      const next = await move(deviceId, id, 'cancelled')
+      if (!next) throw new errors.COMMAND_FINISHED(id, r.state)
+      await store.unqueue(deviceId, id)
+      return next
+    },
+
+    /** Delivers a device's queued commands in order (it has just subscribed to its commands). */
+    async deliverQueued(deviceId: string): Promise<void> {
+      for (const id of await store.queued(deviceId)) {
+        await store.unqueue(deviceId, id)
+        const r = await store.get(deviceId, id)
+        if (!r || r.state !== 'queued') continue
+        if (r.expiresAt !== undefined && r.expiresAt < Date.now()) {
+          await move(deviceId, id, 'expired')
+          continue
+        }
+        const delivered = await move(deviceId, id, 'delivered', () => ({ deadline: Date.now() + r.timeoutMs }))
+        if (delivered) await send(delivered)
+      }
+    },
+
+    /**
+     * A device's answer on `cmd/res`. Late, duplicate, unknown or invalid answers are counted,
+     * reported to services on `$iot/{id}/events/error`, and dropped: never delivered twice.
+     */
+    async answer(deviceId: string, rid: string, status: unknown, body: unknown): Promise<'ok' | string> {
+      if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
+        return reject(deviceId, 'invalid', 'status must be a whole number from 100 to 599', rid)
+      }
+      try {
+        checkBody(body, 'the answer body')
+      } catch (err) {
+        return reject(deviceId, 'invalid', (err as Error).message, rid)
+      }
+      const r = await store.get(deviceId, rid)
+      if (!r) return reject(deviceId, 'unknown', 'no such command for this device', rid)
+      const to = stateOfAnswer(status)
+      if (!canMove(r.state, to)) {
+        return reject(
+          deviceId,
+          FINAL_STATES.has(r.state) ? 'late' : 'duplicate',
+          `the command is already ${r.state}`,
+          rid,
+        )
+      }
+      const at = now()
+      const next = await move(deviceId, rid, to, () =>
+        to === 'acknowledged'
+          ? { ack: { at } }
+          : { result: body === undefined ? { status, at } : { status, body, at } },
+      )
+      return next ? 'ok' : reject(deviceId, 'duplicate', 'another answer came first', rid)
+    },
+
+    /** An answer that cannot even be read: counted and reported like the others. */
+    reject,
+
+    async close(): Promise<void> {
+      for (const t of deadlines.values()) clearTimeout(t)
+      deadlines.clear()
+      await unsubscribe()
+    },
+  }
+
+  async function reject(deviceId: string, reason: string, why: string, rid?: string): Promise<string> {
+    metrics.commandAnswersDropped.inc({ reason })
+    const e =
+      rid === undefined
+        ? { kind: 'command-answer', reason, error: why }
+        : { kind: 'command-answer', reason, rid, error: why }
+    await broker.publish(eventTopic(deviceId, 'error'), JSON.stringify(e), { qos: 1 })
+    return why
+  }
+}
