@@ -2,6 +2,8 @@
 // a compare-and-set on the side's version (one Lua script in Redis), so concurrent writers never
 // lose an update and versions have no gaps. Writes to one twin side are queued on this node, so
 // they do not race each other; a writer on another node that comes first only costs a retry.
+// The side this node last wrote is kept (bounded), so a device reporting again costs one store
+// call, not two: the compare-and-set itself tells when the copy is out of date.
 import { errors } from './errors.js'
 import type { TwinStore } from './ports.js'
 import {
@@ -15,6 +17,9 @@ import {
   type TwinSide,
   type TwinSideName,
 } from './twin.js'
+
+/** Twin sides this node remembers from its own writes. */
+const MAX_CACHED_SIDES = 10_000
 
 /** Retries when another node wrote the same side in between (only under heavy contention). */
 const CAS_ATTEMPTS = 50
@@ -43,6 +48,13 @@ export function createTwinService(deps: TwinServiceDeps) {
   const { store, limits } = deps
   const now = deps.now ?? (() => new Date())
   const queues = new Map<string, Promise<unknown>>()
+  const written = new Map<string, TwinSide>()
+
+  function remember(key: string, side: TwinSide) {
+    written.delete(key)
+    if (written.size >= MAX_CACHED_SIDES) written.delete(written.keys().next().value as string)
+    written.set(key, side)
+  }
 
   /** Runs `fn` after the earlier writes to the same key on this node. */
   function queued<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -69,15 +81,21 @@ export function createTwinService(deps: TwinServiceDeps) {
     patch: JsonObject,
     ifVersion?: number,
   ): Promise<PatchResult> {
+    const key = `${deviceId}\u0000${side}`
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const current = (await read(deviceId))[side]
+      const current = written.get(key) ?? (await read(deviceId))[side]
       if (ifVersion !== undefined && ifVersion !== current.version) {
+        if (written.delete(key)) continue // the copy may be old: decide on the stored version
         throw new errors.PRECONDITION_FAILED(`${side} is at version ${current.version}, not ${ifVersion}`)
       }
       const next = applyPatch(current, patch, limits, now().toISOString())
       const r = await store.casSide(deviceId, side, next, current.version)
-      if (r === true) return { version: next.version, side: next, patch }
-      await backoff(attempt)
+      if (r === true) {
+        remember(key, next)
+        return { version: next.version, side: next, patch }
+      }
+      // a stale copy costs one more try; a lost race with another node, a pause first
+      if (!written.delete(key)) await backoff(attempt)
     }
     throw new errors.CONFLICT(`the ${side} state of ${deviceId} is being changed by others; try again`)
   }
@@ -106,6 +124,8 @@ export function createTwinService(deps: TwinServiceDeps) {
     },
 
     delete(deviceId: string): Promise<void> {
+      written.delete(`${deviceId}\u0000desired`)
+      written.delete(`${deviceId}\u0000reported`)
       return store.delete(deviceId)
     },
   }
