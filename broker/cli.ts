@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { isCoded } from '../registry/errors.js'
+import { runSampleDevice } from '../sdk/sample-device.js'
+import { parseSimulateArgs, SIMULATE_USAGE } from '../sdk/simulate.js'
 // The `fleethub` command. `fleethub start [flags]` runs a node until SIGINT or SIGTERM, then stops
 // gracefully and exits 0. Configuration errors exit 2 with a message that names the option.
 import { startApp } from './app.js'
@@ -9,6 +11,7 @@ const USAGE = `usage: fleethub <command> [flags]
 
 commands:
   start      run a FleetHub node (embedded in-memory mode unless FLEETHUB_REDIS_URL is set)
+  simulate   run a sample device (fleethub simulate --help)
   help       show this text
 
 flags of start (each also read from its environment variable):
@@ -52,11 +55,33 @@ async function start(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'))
 }
 
+/** A sample device that follows its twin's config and system sections (sdk/sample-device.ts). */
+async function simulate(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(SIMULATE_USAGE)
+    return
+  }
+  let opts: ReturnType<typeof parseSimulateArgs>
+  try {
+    opts = parseSimulateArgs(argv)
+  } catch (err) {
+    process.stderr.write(`fleethub simulate: ${(err as Error).message}\n${SIMULATE_USAGE}`)
+    process.exit(2)
+  }
+  const stop = new AbortController()
+  process.once('SIGINT', () => stop.abort())
+  process.once('SIGTERM', () => stop.abort())
+  const summary = await runSampleDevice({ ...opts, signal: stop.signal })
+  process.stdout.write(`stopped after ${summary.telemetrySent} telemetry messages\n`)
+}
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2)
   switch (command) {
     case 'start':
       return start(rest)
+    case 'simulate':
+      return simulate(rest)
     case undefined:
     case 'help':
     case '--help':

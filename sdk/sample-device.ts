@@ -1,0 +1,120 @@
+// A sample device on the SDK (`fleethub simulate`): it applies remote configuration, reports what
+// it applied, and sends fake readings every `system.reportingIntervalSec`. Its own log follows
+// `system.logLevel`, so changing desired state visibly changes what the device does.
+import { connectDevice, type DeviceAuth } from './device.js'
+import type { JsonObject } from './json.js'
+import type { LogLevel, SystemProperties } from './remote-config.js'
+
+export interface SampleDeviceOptions {
+  url: string
+  deviceId: string
+  key: string
+  auth?: DeviceAuth
+  /** Stops the device: it disconnects and `runSampleDevice` resolves. */
+  signal?: AbortSignal
+  /** Where log lines go. Default: stdout. */
+  log?: (line: string) => void
+}
+
+export interface SampleDeviceSummary {
+  telemetrySent: number
+}
+
+export interface SampleReading {
+  temp: number
+  humidity: number
+  uptimeSec: number
+}
+
+export const DEFAULT_REPORTING_INTERVAL_SEC = 10
+
+const LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug', 'trace']
+
+/** Plausible indoor readings: slow waves with a little noise. */
+export function fakeReading(uptimeSec: number): SampleReading {
+  const round = (v: number) => Math.round(v * 10) / 10
+  return {
+    temp: round(21 + 2 * Math.sin(uptimeSec / 600) + (Math.random() - 0.5) * 0.4),
+    humidity: round(45 + 8 * Math.cos(uptimeSec / 900) + (Math.random() - 0.5) * 2),
+    uptimeSec,
+  }
+}
+
+/** Resolves when the signal aborts (never without one). */
+function aborted(signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (!signal) return
+    if (signal.aborted) return resolve()
+    signal.addEventListener('abort', () => resolve(), { once: true })
+  })
+}
+
+export async function runSampleDevice(opts: SampleDeviceOptions): Promise<SampleDeviceSummary> {
+  const write = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`))
+  let level: LogLevel = 'info'
+  function log(at: LogLevel, message: string): void {
+    if (LEVELS.indexOf(at) <= LEVELS.indexOf(level))
+      write(`${new Date().toISOString()} ${at} ${opts.deviceId}: ${message}`)
+  }
+  const summary: SampleDeviceSummary = { telemetrySent: 0 }
+  if (opts.signal?.aborted) return summary
+
+  const dev = await connectDevice({
+    url: opts.url,
+    deviceId: opts.deviceId,
+    key: opts.key,
+    ...(opts.auth ? { auth: opts.auth } : {}),
+    onError: (err) => log('warn', err.message),
+  })
+  const startedAt = Date.now()
+  let intervalSec = DEFAULT_REPORTING_INTERVAL_SEC
+  let timer: NodeJS.Timeout | undefined
+  let stopped = false
+
+  function sendReading(): void {
+    const reading = fakeReading(Math.round((Date.now() - startedAt) / 1000))
+    summary.telemetrySent++
+    dev.publishTelemetry(reading).then(
+      () => log('debug', `telemetry ${JSON.stringify(reading)}`),
+      (err: Error) => log('warn', `telemetry not sent: ${err.message}`),
+    )
+  }
+
+  /** (Re)starts the reading timer at the current interval. */
+  function schedule(): void {
+    clearInterval(timer)
+    if (!stopped) timer = setInterval(sendReading, intervalSec * 1000)
+  }
+
+  try {
+    // the handlers resolve once they have applied the current desired state, so the first reading
+    // already goes out at the configured interval
+    await dev.onSystem(function applySystem(system: SystemProperties) {
+      level = system.logLevel ?? 'info'
+      const next = system.reportingIntervalSec ?? DEFAULT_REPORTING_INTERVAL_SEC
+      if (next !== intervalSec) {
+        intervalSec = next
+        if (timer) schedule()
+      }
+      log(
+        'info',
+        `system applied: every ${intervalSec} s, log level ${level}${system.timeServer ? `, time server ${system.timeServer}` : ''}`,
+      )
+    })
+    await dev.onConfig(function applyConfig(config: JsonObject) {
+      log('info', `config applied: ${JSON.stringify(config)}`)
+    })
+    if (!opts.signal?.aborted) {
+      log('info', `connected to ${opts.url}; sending telemetry every ${intervalSec} s`)
+      sendReading()
+      schedule()
+    }
+    await aborted(opts.signal)
+  } finally {
+    stopped = true
+    clearInterval(timer)
+    await dev.end()
+    log('info', `stopped after ${summary.telemetrySent} readings`)
+  }
+  return summary
+}
