@@ -41,6 +41,7 @@ async function twinDevice(app: App, id: string, key: string) {
       if (d.encoding !== (msgpack || (Buffer.isBuffer(body) && body[0] !== 0x7b) ? 'msgpack' : 'json')) {
         throw new Error(`answered in ${d.encoding}`)
       }
+      // biome-ignore lint/suspicious/noExplicitAny: the test reads whatever the broker answered
       return d.value as any
     },
     desired: () => box.next((x) => x.topic.endsWith('/twin/desired')),

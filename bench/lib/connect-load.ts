@@ -1,15 +1,17 @@
 // The CONNECT load generator: raw TCP sockets and mqtt-packet, no MQTT client library, so the
 // generator's own cost stays small next to the broker's (its CPU use is measured to prove it).
 // At most `concurrency` CONNECTs wait for their CONNACK at any time; accepted connections stay open
-// until the caller closes them, as a real fleet's would.
+// until the caller closes them, as a real fleet's would. TCP only.
 import net from 'node:net'
 import mqttPacket, { type Packet } from 'mqtt-packet'
-import type { DeviceCredential } from './devices.js'
+import type { Identity } from './packets.js'
+import { connectPacket } from './packets.js'
 import { nowMs } from './time.js'
 
 export interface ConnectLoadOptions {
   port: number
-  devices: readonly DeviceCredential[]
+  /** One connection per identity. */
+  identities: readonly Identity[]
   concurrency: number
   /** A CONNECT without CONNACK after this long counts as a failure ("timeout"). */
   timeoutMs: number
@@ -38,24 +40,13 @@ const DISCONNECT = mqttPacket.generate({ cmd: 'disconnect' })
 const closing = new WeakSet<net.Socket>()
 
 /** CONNECT packets are built before the clock starts: encoding is not what is being measured. */
-function connectPackets(devices: readonly DeviceCredential[], keepaliveSec: number): Buffer[] {
-  return devices.map((d) =>
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: d.id,
-      username: d.id,
-      password: Buffer.from(d.key),
-      keepalive: keepaliveSec,
-    }),
-  )
+function connectPackets(identities: readonly Identity[], keepaliveSec: number): Buffer[] {
+  return identities.map((id) => connectPacket(id, keepaliveSec))
 }
 
 /** Opens one connection per device and resolves when every CONNECT has an outcome. */
 export function runConnectLoad(opts: ConnectLoadOptions): Promise<ConnectLoadResult> {
-  const packets = connectPackets(opts.devices, opts.keepaliveSec)
+  const packets = connectPackets(opts.identities, opts.keepaliveSec)
   const total = packets.length
   const result: ConnectLoadResult = { ok: 0, failures: {}, latenciesMs: [], windowMs: 0, dropped: 0, sockets: [] }
   let firstSentAt: number | undefined

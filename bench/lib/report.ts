@@ -1,5 +1,5 @@
-// The Markdown summary printed after a scenario: one row per case, each cell the median over the
-// runs with the min-max range behind it, so run-to-run noise is visible next to every figure.
+// Markdown table pieces: columns that summarise the runs of one target as `median (min–max)`, so
+// run-to-run noise is visible next to every figure.
 import type { ResultRecord } from './results.js'
 import { spread } from './stats.js'
 
@@ -8,45 +8,62 @@ export interface Column {
   cell(records: readonly ResultRecord[]): string
 }
 
-function formatNumber(n: number, digits: number): string {
+export function formatNumber(n: number, digits: number): string {
+  if (!Number.isFinite(n)) return '–'
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
-/** A column of one number per record: `median (min–max)` over the runs, or the value for one run. */
-export function medianColumn(title: string, pick: (r: ResultRecord) => number | undefined, digits = 0): Column {
-  return {
-    title,
-    cell(records) {
-      const values = records.map(pick).filter((v): v is number => typeof v === 'number' && Number.isFinite(v))
-      if (values.length === 0) return '–'
-      const s = spread(values)
-      const mid = formatNumber(s.median, digits)
-      return values.length === 1 ? mid : `${mid} (${formatNumber(s.min, digits)}–${formatNumber(s.max, digits)})`
-    },
-  }
+export function numbers(records: readonly ResultRecord[], pick: (r: ResultRecord) => unknown): number[] {
+  return records.map(pick).filter((v): v is number => typeof v === 'number' && Number.isFinite(v))
 }
 
-/** A column of counters per record (such as failures by cause), summed over the runs. */
-export function countsColumn(title: string, pick: (r: ResultRecord) => Record<string, number> | undefined): Column {
+/** `median (min–max)` over the runs, or the value for one run; `–` for none. */
+export function medianCell(values: readonly number[], digits: number): string {
+  if (values.length === 0) return '–'
+  const s = spread(values)
+  const mid = formatNumber(s.median, digits)
+  return values.length === 1 || s.min === s.max
+    ? mid
+    : `${mid} (${formatNumber(s.min, digits)}–${formatNumber(s.max, digits)})`
+}
+
+export function medianColumn(title: string, pick: (r: ResultRecord) => unknown, digits = 0): Column {
+  return { title, cell: (records) => medianCell(numbers(records, pick), digits) }
+}
+
+/** Counters per record (such as failures by cause), summed over the runs. */
+export function countsColumn(title: string, pick: (r: ResultRecord) => unknown): Column {
   return {
     title,
     cell(records) {
       const sums: Record<string, number> = {}
-      for (const r of records) for (const [k, v] of Object.entries(pick(r) ?? {})) sums[k] = (sums[k] ?? 0) + v
+      for (const r of records) {
+        const counts = pick(r)
+        if (!counts || typeof counts !== 'object') continue
+        for (const [k, v] of Object.entries(counts as Record<string, number>)) sums[k] = (sums[k] ?? 0) + v
+      }
       const parts = Object.entries(sums).map(([k, v]) => `${k}: ${v}`)
       return parts.length === 0 ? '0' : parts.join(', ')
     },
   }
 }
 
-/** Groups records by case, in order of first appearance, and renders the table. */
-export function markdownTable(records: readonly ResultRecord[], columns: readonly Column[]): string {
-  const cases = [...new Set(records.map((r) => r.case))]
-  const header = ['case', ...columns.map((c) => c.title)]
-  const rows = cases.map((name) => {
-    const mine = records.filter((r) => r.case === name)
-    return [name, ...columns.map((c) => c.cell(mine))]
-  })
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`
+/** A value per run, joined: for things that are not numbers (yes/no, a reason). */
+export function listColumn(title: string, pick: (r: ResultRecord) => unknown): Column {
+  return {
+    title,
+    cell(records) {
+      const values = records.map(pick).filter((v) => v !== undefined && v !== '')
+      if (values.length === 0) return '–'
+      const distinct = [...new Set(values.map(String))]
+      return distinct.length === 1 ? (distinct[0] as string) : values.map(String).join(' / ')
+    },
+  }
+}
+
+/** A Markdown table; `|` inside cells is escaped. */
+export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ')
+  const line = (cells: readonly string[]) => `| ${cells.map(esc).join(' | ')} |`
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n')
 }

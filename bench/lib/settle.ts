@@ -45,19 +45,20 @@ export interface MachineQuiet {
 }
 
 /**
- * On a shared machine, waits (bounded) for a second in which processes other than `ours` use less
+ * On a shared machine, waits (bounded) for a slice of time in which processes other than `ours` use less
  * than `belowPct` of a core, so a phase does not start in the middle of someone else's build.
  */
 export async function waitMachineQuiet(
   ours: Record<string, CpuReader>,
   belowPct = 20,
   timeoutMs = 30_000,
+  sliceMs = 1000,
 ): Promise<MachineQuiet> {
   const startedAt = nowMs()
   let othersPct = Number.NaN
   while (nowMs() - startedAt < timeoutMs) {
     const window = openCpuWindow(ours)
-    await sleep(1000)
+    await sleep(sliceMs)
     othersPct = window.close().others ?? 0
     if (othersPct < belowPct) return { quiet: true, waitedMs: nowMs() - startedAt, othersPct }
   }

@@ -1,13 +1,12 @@
-// The system under test for one run: the store (a fresh redis-server, or none for the memory store)
+// The system under test for one run: the store (a fresh redis-server when the target uses Redis)
 // and the broker in front of it. A run always starts from an empty store, so runs are comparable.
-import { type RunningBroker, startFleetHub } from './broker.js'
+import { type MosquittoUser, startBroker } from '../brokers/index.js'
 import { type CpuReader, procCpu } from './cpu-time.js'
 import { type RedisServer, startRedis } from './redis.js'
-
-export type StoreKind = 'memory' | 'redis'
-export const STORES: readonly StoreKind[] = ['memory', 'redis']
+import type { RunningBroker, Target } from './target.js'
 
 export interface Stack {
+  readonly target: Target
   readonly broker: RunningBroker
   readonly redis?: RedisServer
   /** CPU time of the broker (also used to tell when it has gone quiet). */
@@ -21,17 +20,20 @@ export interface Stack {
 }
 
 export interface StackOptions {
-  store: StoreKind
   cpuProfDir?: string
+  /** Users for a password file (Mosquitto's connect storm). */
+  users?: readonly MosquittoUser[]
 }
 
-export async function startStack(opts: StackOptions): Promise<Stack> {
-  const redis = opts.store === 'redis' ? await startRedis() : undefined
+export async function startStack(target: Target, opts: StackOptions = {}): Promise<Stack> {
+  const redis = target.store === 'redis' ? await startRedis() : undefined
   let broker: RunningBroker
   try {
-    broker = await startFleetHub({
+    broker = await startBroker(target.broker, {
+      store: target.store,
       ...(redis ? { redisUrl: redis.url } : {}),
       ...(opts.cpuProfDir ? { cpuProfDir: opts.cpuProfDir } : {}),
+      ...(opts.users ? { users: opts.users } : {}),
     })
   } catch (err) {
     await redis?.stop()
@@ -39,6 +41,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   }
   const brokerCpu = procCpu(broker.pid)
   return {
+    target,
     broker,
     ...(redis ? { redis } : {}),
     brokerCpu,
@@ -53,7 +56,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       const { last } = broker.problems()
       const notes = [
         ...(exit ? [`the broker had exited (${exit})`] : []),
-        ...(last.length > 0 ? ['its last warnings and errors:', ...last.map((l) => `  ${l}`)] : []),
+        ...(last.length > 0 ? ['its last warnings and errors:', ...last.slice(-10).map((l) => `  ${l}`)] : []),
       ]
       if (notes.length > 0) e.message = `${e.message}\n${notes.join('\n')}`
       return e

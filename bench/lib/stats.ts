@@ -26,3 +26,13 @@ export interface Spread {
 export function spread(values: readonly number[]): Spread {
   return { median: median(values), min: Math.min(...values), max: Math.max(...values) }
 }
+
+/** Several nearest-rank percentiles of many samples (one sort of a typed copy). */
+export function percentilesOf(samples: Float64Array, ps: readonly number[]): number[] {
+  if (samples.length === 0) return ps.map(() => Number.NaN)
+  const sorted = Float64Array.from(samples).sort()
+  return ps.map((p) => {
+    const rank = Math.ceil((p / 100) * sorted.length)
+    return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1] as number
+  })
+}

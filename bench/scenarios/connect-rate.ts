@@ -10,9 +10,10 @@
 import { authCacheCounts, type CacheCounts, waitForNoDeviceSessions } from '../lib/broker-metrics.js'
 import { type ConnectLoadResult, closeConnections, runConnectLoad } from '../lib/connect-load.js'
 import { openCpuWindow, selfCpu } from '../lib/cpu-time.js'
-import { benchDeviceIds, createDevices, type DeviceCredential } from '../lib/devices.js'
+import { benchDeviceIds, createDevices } from '../lib/devices.js'
+import type { Identity } from '../lib/packets.js'
 import { countsColumn, medianColumn } from '../lib/report.js'
-import type { Measurement, Scenario, ScenarioContext } from '../lib/scenario.js'
+import type { Measurement, RunContext, Scenario } from '../lib/scenario.js'
 import { waitMachineQuiet, waitQuiet } from '../lib/settle.js'
 import type { Stack } from '../lib/stack.js'
 import { percentile } from '../lib/stats.js'
@@ -21,6 +22,8 @@ import { nowMs, sleep } from '../lib/time.js'
 type Phase = 'cold' | 'warm'
 const PHASES: readonly Phase[] = ['cold', 'warm']
 
+const DEVICES = 2000
+const CONCURRENCY = 200
 /** HTTP creations in flight: enough to keep the API busy, few enough not to queue for long. */
 const CREATE_PARALLEL = 32
 const CONNECT_TIMEOUT_MS = 10_000
@@ -49,12 +52,12 @@ function cacheDelta(before: CacheCounts, after: CacheCounts): CacheCounts {
 
 /** Waits out other people's load (bounded), then opens a connection per device and measures. */
 async function connectPhase(
-  ctx: ScenarioContext,
+  ctx: RunContext,
   stack: Stack,
-  devices: readonly DeviceCredential[],
+  identities: readonly Identity[],
   label: string,
 ): Promise<PhaseOutcome> {
-  const { broker } = stack
+  const api = apiOf(stack)
   const ours = { ...stack.cpuReaders(), generator: selfCpu() }
   const machine = await waitMachineQuiet(ours)
   if (!machine.quiet) {
@@ -63,13 +66,13 @@ async function connectPhase(
         `${Math.round(machine.waitedMs / 1000)} s; measuring anyway (see the "others CPU %" column)`,
     )
   }
-  const cacheBefore = await authCacheCounts(broker.httpUrl)
+  const cacheBefore = await authCacheCounts(api.url)
   const cpuWindow = openCpuWindow(ours)
   const cpuStartedAt = nowMs()
   const load = await runConnectLoad({
-    port: broker.mqttPort,
-    devices,
-    concurrency: ctx.options.concurrency,
+    port: stack.broker.mqttPort,
+    identities,
+    concurrency: ctx.options.concurrency ?? CONCURRENCY,
     timeoutMs: CONNECT_TIMEOUT_MS,
     keepaliveSec: KEEPALIVE_SEC,
   })
@@ -77,21 +80,26 @@ async function connectPhase(
   const cpuWindowMs = nowMs() - cpuStartedAt
   // work the CONNECTs started (presence writes, connected events) may still be running
   const settleMs = await waitQuiet(stack.brokerCpu)
-  const authCache = cacheDelta(cacheBefore, await authCacheCounts(broker.httpUrl))
+  const authCache = cacheDelta(cacheBefore, await authCacheCounts(api.url))
   return { load, cpu, cpuWindowMs, settleMs, authCache, dropped: load.dropped }
 }
 
 /** Closes the phase's connections and waits until the broker has let go of every session. */
 async function endPhase(stack: Stack, o: PhaseOutcome): Promise<void> {
   await closeConnections(o.load.sockets, CLOSE_TIMEOUT_MS)
-  if (!(await waitForNoDeviceSessions(stack.broker.httpUrl, GONE_TIMEOUT_MS))) {
+  if (!(await waitForNoDeviceSessions(apiOf(stack).url, GONE_TIMEOUT_MS))) {
     throw new Error(`the broker still reports device sessions ${GONE_TIMEOUT_MS} ms after they were closed`)
   }
   await waitQuiet(stack.brokerCpu)
   await sleep(PAUSE_MS)
 }
 
-function toMeasurement(run: number, phase: Phase, o: PhaseOutcome, brokerLogProblems: number): Measurement {
+function toMeasurement(
+  phase: Phase,
+  o: PhaseOutcome,
+  brokerLogProblems: number,
+  params: Measurement['params'],
+): Measurement {
   const { load, cpu } = o
   const figures: Measurement['figures'] = {
     connectsPerSec: load.windowMs > 0 ? load.ok / (load.windowMs / 1000) : 0,
@@ -111,7 +119,7 @@ function toMeasurement(run: number, phase: Phase, o: PhaseOutcome, brokerLogProb
   if (cpu.broker !== undefined && load.ok > 0)
     figures.brokerCpuMsPerConnect = ((cpu.broker / 100) * o.cpuWindowMs) / load.ok
   if (o.settleMs !== undefined) figures.settleMs = o.settleMs
-  return { run, case: phase, figures, cpu }
+  return { case: phase, params, figures, cpu }
 }
 
 function describe(m: Measurement): string {
@@ -135,12 +143,23 @@ function checkCache(phase: Phase, devices: number, c: CacheCounts): string | und
     : `credential cache ${c.hit} hits and ${c.miss} misses, not all ${phase === 'cold' ? 'misses' : 'hits'}`
 }
 
-async function oneRun(ctx: ScenarioContext, run: number): Promise<void> {
+/** connect-rate reads FleetHub's /metrics: it runs on FleetHub only. */
+function apiOf(stack: Stack): { url: string; adminToken: string } {
+  if (!stack.broker.api) throw new Error('connect-rate needs FleetHub (its HTTP API and /metrics)')
+  return stack.broker.api
+}
+
+async function oneRun(ctx: RunContext): Promise<void> {
+  const run = ctx.run
   const stack = await ctx.startStack()
   try {
     const { broker } = stack
-    const ids = benchDeviceIds(ctx.options.devices)
-    const created = await createDevices(broker.httpUrl, broker.adminToken, ids, CREATE_PARALLEL)
+    const api = apiOf(stack)
+    const devices = Math.min(ctx.options.devices ?? DEVICES, ctx.options.maxClients)
+    const concurrency = ctx.options.concurrency ?? CONCURRENCY
+    const ids = benchDeviceIds(devices)
+    const created = await createDevices(api.url, api.adminToken, ids, CREATE_PARALLEL)
+    const identities = created.devices.map((d) => ({ clientId: d.id, username: d.id, password: d.key }))
     ctx.progress(
       `run ${run}: created ${ids.length} devices in ${Math.round(created.ms)} ms ` +
         `(${Math.round(ids.length / (created.ms / 1000))}/s)`,
@@ -148,9 +167,9 @@ async function oneRun(ctx: ScenarioContext, run: number): Promise<void> {
     await waitQuiet(stack.brokerCpu)
     await sleep(PAUSE_MS)
     for (const phase of PHASES) {
-      const label = `run ${run} ${phase}`
-      const outcome = await connectPhase(ctx, stack, created.devices, label)
-      const m = toMeasurement(run, phase, outcome, broker.problems().count)
+      const label = phase
+      const outcome = await connectPhase(ctx, stack, identities, label)
+      const m = toMeasurement(phase, outcome, broker.problems().count, { devices, concurrency })
       ctx.record(m)
       ctx.progress(`${label}: ${describe(m)}`)
       const cacheProblem = checkCache(phase, ids.length, outcome.authCache)
@@ -173,9 +192,18 @@ async function oneRun(ctx: ScenarioContext, run: number): Promise<void> {
 
 export const connectRate: Scenario = {
   name: 'connect-rate',
-  summary: 'CONNECTs per second of devices with keys, cold (credential cache empty) and warm',
-  defaults: { store: 'redis', devices: 2000, concurrency: 200, runs: 3 },
-  stores: ['memory', 'redis'],
+  title: 'Connect rate of devices with keys, cold and warm credential cache (FleetHub only)',
+  summary: 'FleetHub: CONNECTs/s of 2,000 devices with keys, cold (cache empty) and warm',
+  description:
+    'FleetHub only. Each run creates 2,000 devices through the HTTP API, then measures two phases over the ' +
+    'same devices (200 CONNECTs in flight): **cold**, the first CONNECT of every device since the broker ' +
+    'started (every one misses the credential cache and reads the store; the JIT is cold too), and **warm**, ' +
+    'everyone disconnected and connected again (credentials from the cache). The cache counters on /metrics ' +
+    'must show all misses, then all hits. See bench/README.md.',
+  inAll: false,
+  brokers: ['fleethub'],
+  transports: ['tcp'],
+  headline: [{ key: 'connectsPerSec', title: 'connects/s', unit: 'connects/s', better: 'higher', digits: 0 }],
   columns: [
     medianColumn('connects/s', (r) => r.figures.connectsPerSec as number),
     medianColumn('CONNACK p50 ms', (r) => r.figures.latencyP50Ms as number, 1),
@@ -187,7 +215,5 @@ export const connectRate: Scenario = {
     medianColumn('redis CPU %', (r) => r.cpu.redis),
     medianColumn('others CPU %', (r) => r.cpu.others),
   ],
-  async run(ctx) {
-    for (let run = 1; run <= ctx.options.runs; run++) await oneRun(ctx, run)
-  },
+  run: oneRun,
 }

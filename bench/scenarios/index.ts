@@ -1,9 +1,26 @@
-// The scenarios `npm run bench -- <scenario>` knows, by name. A new scenario is one file in this
-// folder and one line here.
+// The scenarios `npm run bench -- <scenario>` knows, by name, in the order `all` runs them. A new
+// scenario is one file in this folder and one line here.
 import type { Scenario } from '../lib/scenario.js'
 import { connectRate } from './connect-rate.js'
+import { connectStorm } from './connect-storm.js'
+import { fanIn } from './fan-in.js'
+import { fanOut } from './fan-out.js'
+import { idleMemory } from './idle-memory.js'
+import { latency } from './latency.js'
+import { overload } from './overload.js'
+import { pairsQos0, pairsQos1 } from './pairs.js'
 
-export const SCENARIOS: readonly Scenario[] = [connectRate]
+export const SCENARIOS: readonly Scenario[] = [
+  fanIn,
+  pairsQos0,
+  pairsQos1,
+  fanOut,
+  connectStorm,
+  idleMemory,
+  latency,
+  overload,
+  connectRate,
+]
 
 export function findScenario(name: string): Scenario | undefined {
   return SCENARIOS.find((s) => s.name === name)

@@ -36,7 +36,8 @@ function isChild(p: DevicePrincipal, childId: string, registry: RegistryService)
   }
   return registry.getRecord(childId).then((r) => {
     const yes = r?.parentId === p.deviceId
-    const children = (p.children ??= new Map())
+    p.children ??= new Map()
+    const children = p.children
     if (children.size >= MAX_KNOWN_CHILDREN) children.clear()
     children.set(childId, yes)
     return yes

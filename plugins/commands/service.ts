@@ -292,7 +292,7 @@ export async function createCommandService(deps: {
       for (const id of await store.queued(deviceId)) {
         await store.unqueue(deviceId, id)
         const r = await store.get(deviceId, id)
-        if (!r || r.state !== 'queued') continue
+        if (r?.state !== 'queued') continue
         if (r.expiresAt !== undefined && r.expiresAt < Date.now()) {
           await move(deviceId, id, 'expired')
           continue

@@ -89,7 +89,10 @@ export class Bus {
   }
 
   close(cb: () => void = noop): void {
-    if (this.closed) return cb()
+    if (this.closed) {
+      cb()
+      return
+    }
     this.closed = true
     const link = this.link
     if (!link) {
