@@ -60,6 +60,20 @@ export interface CommandRecord {
   history: { state: CommandState; at: string }[]
 }
 
+/** What a caller asks for when it sends a command (the body of `POST /devices/{id}/commands/{name}`). */
+export interface CommandRequest {
+  /** Sent to the device as the command's `body` (JSON). */
+  body?: unknown
+  /** How long the device has to answer; default 30000, at most FLEETHUB_COMMAND_MAX_TIMEOUT_MS. */
+  timeoutMs?: number
+  /** Answer once the device has acknowledged (202) instead of waiting for its result. */
+  ack?: boolean
+  /** Keep the command for an offline device this long instead of failing with 409. */
+  queue?: { ttlMs: number }
+  /** A retried call with the same key (per device) gets the first call's command and answer. */
+  idempotencyKey?: string
+}
+
 /** Command names a service may use; names starting with `$` are FleetHub's built-in commands. */
 export const COMMAND_NAME_PATTERN = '^[A-Za-z0-9_.:\\-]{1,64}$'
 const nameRe = new RegExp(COMMAND_NAME_PATTERN)

@@ -1,28 +1,36 @@
-// Everything the SDK does for one device id on a connection: its topics, its twin and its remote
-// configuration (and the command helpers to come). A device client is the handle of its own id; a
-// gateway gets one per child from `forChild`.
+// Everything the SDK does for one device id on a connection: its topics, its twin, its remote
+// configuration and its commands. A device client is the handle of its own id; a gateway gets one
+// per child from `forChild`.
 import type { MqttClient } from 'mqtt'
 import { createDeviceChannel, type DeviceChannel } from './channel.js'
+import { type CommandHandler, type CommandSettings, type CommandsClient, createCommands } from './commands.js'
 import { type ConfigHandler, createRemoteConfig, type SystemHandler } from './remote-config.js'
 import type { TopicRouter } from './router.js'
 import { createTwin, type TwinClient, type TwinSettings } from './twin.js'
 
 export interface DeviceHandle extends DeviceChannel {
   readonly twin: TwinClient
+  /** Handlers for the commands sent to this device id; see sdk/README.md. */
+  readonly commands: CommandsClient
   /** Applies the desired `config` section and reports it back; see sdk/README.md. */
   onConfig(handler: ConfigHandler): Promise<() => void>
   /** Applies the desired `system` section and reports it back; see sdk/README.md. */
   onSystem(handler: SystemHandler): Promise<() => void>
 }
 
+export type HandleSettings = TwinSettings & CommandSettings
+
+/** `builtIns`: the SDK's handlers of FleetHub's `$` commands for this id (only the device's own has any). */
 export function createDeviceHandle(
   client: MqttClient,
   router: TopicRouter,
   deviceId: string,
-  settings: TwinSettings,
+  settings: HandleSettings,
+  builtIns?: ReadonlyMap<string, CommandHandler>,
 ): DeviceHandle {
   const channel = createDeviceChannel(client, router, deviceId)
   const twin = createTwin(channel, settings)
   const remote = createRemoteConfig(twin.tracker)
-  return { ...channel, twin: twin.client, onConfig: remote.onConfig, onSystem: remote.onSystem }
+  const commands = createCommands(channel, settings, builtIns)
+  return { ...channel, twin: twin.client, commands, onConfig: remote.onConfig, onSystem: remote.onSystem }
 }

@@ -1,5 +1,6 @@
 // The FleetHub device and service SDK (Node.js, on mqtt.js).
 
+export type { CommandRecord, CommandRequest, CommandState } from '../registry/commands.js'
 export {
   DOWNLINK_KINDS,
   type DownlinkKind,
@@ -8,6 +9,17 @@ export {
   UPLINK_KINDS,
   type UplinkKind,
 } from '../registry/topics.js'
+export {
+  type ApiClient,
+  type ApiClientOptions,
+  type CommandAnswered,
+  type CommandPending,
+  createApiClient,
+  type InvokeOptions,
+  type InvokeResult,
+  type RolloverResult,
+} from './api.js'
+export { CHANGE_KEY, type KeyChangeHandler } from './change-key.js'
 export {
   type DeviceChannel,
   type DownlinkHandler,
@@ -19,6 +31,15 @@ export {
   type SubscribeOptions,
   type SubscribeResult,
 } from './channel.js'
+export {
+  type CommandOutcome,
+  E_ANSWER_TOO_LARGE,
+  E_BAD_REQUEST,
+  E_HANDLER,
+  E_UNKNOWN_COMMAND,
+  MAX_ANSWER_BODY,
+} from './command-answer.js'
+export type { CommandContext, CommandHandler, CommandsClient } from './commands.js'
 export type { ConnectionOptions, ErrorListener } from './connect.js'
 export {
   type DesiredHandler,
@@ -28,7 +49,13 @@ export {
 } from './desired.js'
 export { connectDevice, type DeviceAuth, type DeviceClient, type DeviceOptions, deviceToken } from './device.js'
 export type { Encoding } from './envelope.js'
-export { DesiredHandlerError, RequestError, RequestTimeoutError } from './errors.js'
+export {
+  ApiError,
+  CommandError,
+  DesiredHandlerError,
+  RequestError,
+  RequestTimeoutError,
+} from './errors.js'
 export type { DeviceHandle } from './handle.js'
 export { diffPatch, isJsonObject, type Json, type JsonObject, jsonEqual, mergePatch } from './json.js'
 export { decodeJson, encodeJson } from './payload.js'
@@ -43,6 +70,7 @@ export type {
 export type { Answer, RequestOptions } from './requests.js'
 export { createTopicRouter, type MessageHandler, type TopicRouter, topicMatches } from './router.js'
 export {
+  DEFAULT_REBOOT_MS,
   DEFAULT_REPORTING_INTERVAL_SEC,
   fakeReading,
   runSampleDevice,
@@ -51,6 +79,8 @@ export {
   type SampleReading,
 } from './sample-device.js'
 export {
+  type CommandEvent,
+  type CommandEventHandler,
   connectService,
   type EventHandler,
   type ServiceClient,

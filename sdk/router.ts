@@ -71,13 +71,20 @@ export function createTopicRouter(onError: (err: unknown, topic: string) => void
   }
 }
 
-/** A router fed by the client's 'message' events; a handler's throw goes to `onError`. */
-export function routeMessages(client: MqttClient, onError?: (err: Error) => void): TopicRouter {
+/**
+ * A router fed by the client's 'message' events; a handler's throw goes to `onError`, and a message
+ * no handler took goes to `onUnrouted` (the device keeps early command requests that way).
+ */
+export function routeMessages(
+  client: MqttClient,
+  onError?: (err: Error) => void,
+  onUnrouted?: MessageHandler,
+): TopicRouter {
   const router = createTopicRouter(function handlerFailed(err) {
     onError?.(err instanceof Error ? err : new Error(String(err)))
   })
   client.on('message', function dispatchMessage(topic, payload, packet) {
-    router.dispatch(topic, payload, packet)
+    if (router.dispatch(topic, payload, packet) === 0) onUnrouted?.(topic, payload, packet)
   })
   return router
 }

@@ -1,6 +1,10 @@
 // A sample device on the SDK (`fleethub simulate`): it applies remote configuration, reports what
 // it applied, and sends fake readings every `system.reportingIntervalSec`. Its own log follows
-// `system.logLevel`, so changing desired state visibly changes what the device does.
+// `system.logLevel`, so changing desired state visibly changes what the device does. It answers the
+// commands `reboot` (simulated: its uptime starts again) and `ping`, and takes a new key from key
+// rollover (in memory only).
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { CommandContext } from './commands.js'
 import { connectDevice, type DeviceAuth } from './device.js'
 import type { JsonObject } from './json.js'
 import type { LogLevel, SystemProperties } from './remote-config.js'
@@ -14,6 +18,8 @@ export interface SampleDeviceOptions {
   signal?: AbortSignal
   /** Where log lines go. Default: stdout. */
   log?: (line: string) => void
+  /** How long the simulated `reboot` takes before it answers. Default 1000. */
+  rebootMs?: number
 }
 
 export interface SampleDeviceSummary {
@@ -27,6 +33,7 @@ export interface SampleReading {
 }
 
 export const DEFAULT_REPORTING_INTERVAL_SEC = 10
+export const DEFAULT_REBOOT_MS = 1000
 
 const LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug', 'trace']
 
@@ -65,14 +72,20 @@ export async function runSampleDevice(opts: SampleDeviceOptions): Promise<Sample
     key: opts.key,
     ...(opts.auth ? { auth: opts.auth } : {}),
     onError: (err) => log('warn', err.message),
+    onKeyChange() {
+      // a real device writes the key to its storage here, before it answers; never log the key
+      log('info', 'key rollover: would persist the new key now (kept in memory for reconnects)')
+    },
   })
-  const startedAt = Date.now()
+  // the simulated reboot starts the uptime again
+  let startedAt = Date.now()
+  const uptimeSec = () => Math.round((Date.now() - startedAt) / 1000)
   let intervalSec = DEFAULT_REPORTING_INTERVAL_SEC
   let timer: NodeJS.Timeout | undefined
   let stopped = false
 
   function sendReading(): void {
-    const reading = fakeReading(Math.round((Date.now() - startedAt) / 1000))
+    const reading = fakeReading(uptimeSec())
     summary.telemetrySent++
     dev.publishTelemetry(reading).then(
       () => log('debug', `telemetry ${JSON.stringify(reading)}`),
@@ -104,6 +117,21 @@ export async function runSampleDevice(opts: SampleDeviceOptions): Promise<Sample
     await dev.onConfig(function applyConfig(config: JsonObject) {
       log('info', `config applied: ${JSON.stringify(config)}`)
     })
+    dev.commands.handle('reboot', async function reboot(_body, ctx: CommandContext) {
+      // the SDK has acknowledged it (202); pretend to restart, without restarting the process
+      log('info', `command reboot (${ctx.rid}): rebooting`)
+      await sleep(opts.rebootMs ?? DEFAULT_REBOOT_MS, undefined, { signal: ctx.signal })
+      startedAt = Date.now()
+      const rebootedAt = new Date(startedAt).toISOString()
+      await dev.twin.report({ lastReboot: { rebootedAt } })
+      log('info', `rebooted at ${rebootedAt}`)
+      return { ok: true }
+    })
+    dev.commands.handle('ping', function ping(_body, ctx: CommandContext) {
+      log('debug', `command ping (${ctx.rid})`)
+      return { pong: uptimeSec() }
+    })
+    await dev.commands.listen()
     if (!opts.signal?.aborted) {
       log('info', `connected to ${opts.url}; sending telemetry every ${intervalSec} s`)
       sendReading()

@@ -19,24 +19,9 @@ import {
   runSampleDevice,
 } from '../sdk/index.js'
 import { connectService } from '../sdk/service.js'
-import { ADMIN_TOKEN, createDevice, mqttUrl, sleep, startTestApp } from './helpers/app.js'
+import { ADMIN_TOKEN, type Closer, createDevice, mqttUrl, sleep, startTestApp, waitFor } from './helpers/app.js'
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
-
-interface Closer {
-  teardown(fn: () => unknown): void
-}
-
-/** Polls `probe` until it answers something truthy, or fails after `ms`. */
-async function waitFor<T>(what: string, probe: () => T | Promise<T>, ms = 5000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await probe()
-    if (v) return v as NonNullable<T>
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(20)
-  }
-}
 
 async function device(t: Closer, app: App, id: string, key: string, extra: Partial<DeviceOptions> = {}) {
   const dev = await connectDevice({ url: mqttUrl(app), deviceId: id, key, ...extra })

@@ -138,3 +138,19 @@ export function inbox(c: MqttClient) {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** What a test can hand cleanups to (a tap Test). */
+export interface Closer {
+  teardown(fn: () => unknown): void
+}
+
+/** Polls `probe` until it answers something truthy, or fails after `ms`. */
+export async function waitFor<T>(what: string, probe: () => T | Promise<T>, ms = 5000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await probe()
+    if (v) return v as NonNullable<T>
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
+    await sleep(20)
+  }
+}
