@@ -4,7 +4,8 @@
 //
 //   queued → delivered → acknowledged → succeeded | failed | timed_out | expired | cancelled
 //
-// (queued only when the device was offline and the caller asked to queue; expired only from queued;
+// (every command starts queued: a connected device's session takes it at once, an offline device's
+// when it comes back, if the caller asked to queue; expired only from queued;
 // cancelled from any state that is not final). A transition that does not fit (a late or duplicate
 // answer) is refused by the store, so nothing is ever delivered twice.
 
@@ -49,9 +50,9 @@ export interface CommandRecord {
   updatedAt: string
   /** How long the device has to answer once it has the command. */
   timeoutMs: number
-  /** When the answer is due (unix ms), set when the command is delivered. */
+  /** When the answer is due (unix ms): request + timeoutMs, or for an offline device delivery + timeoutMs. */
   deadline?: number
-  /** Queued commands: when they expire if the device has not come back (unix ms). */
+  /** When a command still queued expires (unix ms): its ttlMs for an offline device, else its deadline. */
   expiresAt?: number
   /** The device's answers. */
   ack?: { at: string }

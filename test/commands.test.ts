@@ -83,12 +83,37 @@ async function suite(t: Test, env: Record<string, string>) {
     const record = (await call('GET', `/devices/c-1/commands/${out.id}`)).json()
     t.same(
       record.history.map((h: { state: string }) => h.state),
-      ['delivered', 'acknowledged', 'succeeded'],
+      ['queued', 'delivered', 'acknowledged', 'succeeded'],
     )
     t.match(record, { state: 'succeeded', result: { status: 200 }, ack: {} })
     const states = []
-    for (let i = 0; i < 3; i++) states.push(JSON.parse((await events.next())?.payload.toString() ?? '{}').state)
-    t.same(states, ['delivered', 'acknowledged', 'succeeded'])
+    for (let i = 0; i < 4; i++) states.push(JSON.parse((await events.next())?.payload.toString() ?? '{}').state)
+    t.same(states, ['queued', 'delivered', 'acknowledged', 'succeeded'])
+  })
+
+  await t.test('a command sent between CONNACK and SUBSCRIBE waits for the SUBSCRIBE', async (t) => {
+    const keys = await createDevice(app, 'c-early')
+    const c = await connect(mqttUrl(app), deviceOpts('c-early', keys.primary))
+    t.teardown(() => c.endAsync(true))
+    const pending = call('POST', '/devices/c-early/commands/hello', { body: { n: 1 }, timeoutMs: 5000 })
+    await sleep(150)
+    c.on('message', (_topic, payload) => {
+      const r = JSON.parse(payload.toString()) as Request
+      c.publish('$iot/c-early/cmd/res', JSON.stringify({ rid: r.rid, status: 200, body: r.body }), { qos: 1 })
+    })
+    await c.subscribeAsync('$iot/c-early/cmd/req', { qos: 1 })
+    const r = await pending
+    t.equal(r.statusCode, 200, 'delivered once the device subscribed')
+    t.same(r.json().body, { n: 1 })
+
+    // a connected device that never subscribes: the command expires at its deadline, 504
+    const never = await call('POST', '/devices/c-early/commands/x', { timeoutMs: 200 })
+    await c.unsubscribeAsync('$iot/c-early/cmd/req')
+    const lost = await call('POST', '/devices/c-early/commands/lost', { timeoutMs: 200 })
+    t.equal(never.statusCode, 200, 'while subscribed it answers')
+    t.equal(lost.statusCode, 504)
+    t.equal(lost.json().error.code, 'FLEETHUB_ERR_COMMAND_TIMEOUT')
+    t.equal((await call('GET', `/devices/c-early/commands/${lost.json().id}`)).json().state, 'expired')
   })
 
   await t.test('acknowledgement only, failures, timeouts and refusals', async (t) => {
@@ -236,6 +261,9 @@ async function suite(t: Test, env: Record<string, string>) {
     const r = await call('POST', '/devices/kid-c/commands/blink', {})
     t.equal(r.statusCode, 200, 'the child counts as reachable through its gateway')
     t.match(r.json(), { status: 200, body: { via: 'gateway', name: 'blink' } })
+    const rollover = await call('POST', '/devices/kid-c/keys/rollover', {})
+    t.equal(rollover.statusCode, 403, "a child's new key would travel over its gateway's plain TCP")
+    t.match(rollover.json().error.message, /TLS/)
   })
 
   await t.test('key rollover', async (t) => {
@@ -315,6 +343,45 @@ t.test('commands in Redis', async (t) => {
       t.equal(r.statusCode, 200, `${name}: answered`)
       t.match(r.json(), { body: { echo: { name } } })
     }
+
+    // the device on b has connected but not subscribed yet when a sends the command
+    const early = await createDevice(a, 'x-2')
+    const c = await connect(mqttUrl(b), deviceOpts('x-2', early.primary))
+    t.teardown(() => c.endAsync(true))
+    await sleep(100)
+    const pending = api(a)('POST', '/devices/x-2/commands/hello', { timeoutMs: 5000 })
+    await sleep(150)
+    c.on('message', (_topic, payload) => {
+      const r = JSON.parse(payload.toString()) as Request
+      c.publish('$iot/x-2/cmd/res', JSON.stringify({ rid: r.rid, status: 200 }), { qos: 1 })
+    })
+    await c.subscribeAsync('$iot/x-2/cmd/req', { qos: 1 })
+    t.equal((await pending).statusCode, 200, 'delivered by b once the device subscribed')
+  })
+
+  await t.test('key rollover across nodes: the key travels with the signal, never the store', async (t) => {
+    const env = { ...tls(), FLEETHUB_REDIS_URL: redis.url, FLEETHUB_REDIS_PREFIX: 'k' }
+    const a = await startTestApp(t, { ...env, FLEETHUB_NODE_ID: 'key-a' })
+    const b = await startTestApp(t, { ...env, FLEETHUB_NODE_ID: 'key-b' })
+    const keys = await createDevice(a, 'k-1')
+    let newKey = ''
+    const ca = readFileSync(path.join(fixtures, 'cert.pem'))
+    const d = await responder(
+      b,
+      'k-1',
+      keys.primary,
+      (r) => {
+        newKey = (r.body as { key: string }).key
+        return { status: 200 }
+      },
+      { url: `mqtts://localhost:${b.ports.mqtts}`, ca },
+    )
+    t.teardown(() => d.client.endAsync(true))
+    await sleep(100)
+    const ok = await api(a)('POST', '/devices/k-1/keys/rollover', {})
+    t.equal(ok.statusCode, 200, ok.body)
+    t.match(newKey, /^[A-Za-z0-9_-]{43}$/, 'the device on b got the key from a')
+    t.equal((await a.registry.getRecord('k-1'))?.verifiers.primary, verifierOf(newKey))
   })
 
   await t.test('a queued command survives a restart of the broker', async (t) => {

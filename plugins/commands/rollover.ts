@@ -25,16 +25,22 @@ export function createRollover(deps: {
 }) {
   const { commands, registry, presence, broker } = deps
 
-  async function transportOf(deviceId: string): Promise<string | undefined> {
-    const local = broker.localSession(deviceId)
-    if (local) return local.transport
-    return (await presence.get(deviceId))?.transport
+  /** How the key would travel: the device's own connection, or its gateway's for a child. */
+  async function transportOf(deviceId: string, parentId: string | undefined): Promise<string | undefined> {
+    for (const id of parentId === undefined ? [deviceId] : [deviceId, parentId]) {
+      const local = broker.localSession(id)
+      if (local) return local.transport
+      const p = await presence.get(id)
+      if (p?.online) return p.transport
+    }
+    return undefined
   }
 
   return {
     async run(deviceId: string, timeoutMs?: number): Promise<{ id: string; state: string; keysRotatedAt: string }> {
-      if (!(await registry.getRecord(deviceId))) throw new errors.DEVICE_NOT_FOUND(deviceId)
-      const transport = await transportOf(deviceId)
+      const device = await registry.getRecord(deviceId)
+      if (!device) throw new errors.DEVICE_NOT_FOUND(deviceId)
+      const transport = await transportOf(deviceId, device.parentId)
       if (!deps.allowInsecure && transport !== undefined && !SECURE.has(transport)) {
         throw new errors.FORBIDDEN(
           `device ${deviceId} is connected over ${transport}: key rollover sends the new key to the device, so it needs TLS (or FLEETHUB_ALLOW_INSECURE_ROLLOVER=true)`,
@@ -47,14 +53,14 @@ export function createRollover(deps: {
         secretBody: { key },
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
       })
-      if (record.state === 'timed_out') throw new errors.COMMAND_TIMEOUT(record.id)
+      if (record.state === 'timed_out' || record.state === 'expired') throw new errors.COMMAND_TIMEOUT(record.id)
       if (record.state !== 'succeeded') {
         throw new errors.ROLLOVER_FAILED(
           `the device did not take the new key (command ${record.id} ${record.state}${record.result ? `, status ${record.result.status}` : ''}): nothing changed`,
         )
       }
-      const device = await registry.replacePrimaryKey(deviceId, key)
-      return { id: record.id, state: record.state, keysRotatedAt: device.keysRotatedAt }
+      const rotated = await registry.replacePrimaryKey(deviceId, key)
+      return { id: record.id, state: record.state, keysRotatedAt: rotated.keysRotatedAt }
     },
   }
 }

@@ -42,7 +42,8 @@ function reply(r: CommandRecord): { code: number; body: unknown } {
     case 'queued':
     case 'delivered':
       return { code: 202, body: { id: r.id, state: r.state } }
-    case 'timed_out': {
+    case 'timed_out':
+    case 'expired': {
       const e = new errors.COMMAND_TIMEOUT(r.id)
       return { code: 504, body: { error: { code: e.code, message: e.message }, id: r.id } }
     }

@@ -1,5 +1,8 @@
 // Commands: invoke, deliver (now or when the device is back), settle the device's answers, time
-// out. Every state change is written with a compare-and-set on the record's state and published on
+// out. Every command goes through the device's queue in the store: the node that holds the device's
+// session takes it from there as soon as the session is subscribed to its commands (told on an
+// internal topic, or by the subscription itself), so a command sent between a device's CONNACK and
+// its SUBSCRIBE waits for the SUBSCRIBE instead of going to nobody. Every state change is written with a compare-and-set on the record's state and published on
 // `$iot/{id}/events/command`; every node listens to those events and settles the HTTP requests it
 // holds, so the device and the request may be on different nodes. A request waits for the final
 // answer (or only the acknowledgement) until the command's deadline.
@@ -9,6 +12,7 @@ import type { Metrics } from '../../broker/metrics.js'
 import type { BrokerPort } from '../../broker/session.js'
 import {
   type CommandRecord,
+  type CommandRequest,
   type CommandState,
   canMove,
   FINAL_STATES,
@@ -19,22 +23,27 @@ import {
 import { errors } from '../../registry/errors.js'
 import type { CommandStore, PresenceStore } from '../../registry/ports.js'
 import type { RegistryService } from '../../registry/service.js'
-import { deviceTopic, eventTopic, splitIotTopic } from '../../registry/topics.js'
+import { deviceTopic, eventTopic, SYS_PREFIX, splitIotTopic, topicMatches } from '../../registry/topics.js'
 
 /** Largest command body, either way (serialized JSON). */
 export const MAX_COMMAND_BODY = 64 * 1024
 export const DEFAULT_TIMEOUT_MS = 30_000
 /** A waiting request re-reads the record this long after the deadline, in case an event was missed. */
 const GRACE_MS = 1000
+/**
+ * Internal: "a command is waiting in this device's queue", to every node, so the one holding the
+ * device's (or its gateway's) session delivers it. No client may publish or subscribe to `$SYS/`.
+ */
+export const QUEUED_TOPIC = `${SYS_PREFIX}fleethub/commands/queued`
 
-export interface InvokeOptions {
-  body?: unknown
-  timeoutMs?: number
-  /** Answer once the device acknowledges (202) instead of waiting for the result. */
-  ack?: boolean
-  /** Keep the command for an offline device for this long. */
-  queue?: { ttlMs: number }
-  idempotencyKey?: string
+interface QueuedSignal {
+  deviceId: string
+  parentId?: string
+  /** Secret bodies by command id: they travel the bus like the command itself, never the store. */
+  secrets?: Record<string, unknown>
+}
+
+export interface InvokeOptions extends CommandRequest {
   /** FleetHub's own commands (`$changeKey`): `$` names allowed. */
   builtIn?: boolean
   /** Sent to the device but stored as `body` (for secrets: the record never holds them). */
@@ -75,6 +84,8 @@ export async function createCommandService(deps: {
   const deadlines = new Map<string, NodeJS.Timeout>()
   /** Secret bodies of commands this node delivers, never stored. */
   const secrets = new Map<string, unknown>()
+  /** Per device, the delivery running on this node: queued commands go out one by one, in order. */
+  const delivering = new Map<string, Promise<void>>()
 
   function now() {
     return new Date().toISOString()
@@ -152,6 +163,69 @@ export async function createCommandService(deps: {
     return states.some((p) => p?.online === true && p.node !== undefined && live.has(p.node))
   }
 
+  /** Is this node holding the session that takes `deviceId`'s commands, subscribed to them already? */
+  function heldHere(deviceId: string, parentId: string | undefined): boolean {
+    const topic = deviceTopic(deviceId, 'cmd/req')
+    for (const clientId of parentId === undefined ? [deviceId] : [deviceId, parentId]) {
+      if (broker.localSession(clientId) && broker.subscriptionsOf(clientId).some((f) => topicMatches(f, topic))) {
+        return true
+      }
+    }
+    return false
+  }
+
+  /** Has the node holding the device's session deliver its queue: this one, or any other. */
+  async function dispatch(r: CommandRecord, parentId: string | undefined): Promise<void> {
+    if (heldHere(r.deviceId, parentId)) return deliverQueued(r.deviceId)
+    const signal: QueuedSignal = { deviceId: r.deviceId }
+    if (parentId !== undefined) signal.parentId = parentId
+    const secret = secrets.get(keyOf(r.deviceId, r.id))
+    if (secret !== undefined) signal.secrets = { [r.id]: secret }
+    await broker.publish(QUEUED_TOPIC, JSON.stringify(signal), { qos: 0 })
+  }
+
+  /** Keeps a secret body until the command's deadline at the latest. */
+  function keepSecret(deviceId: string, id: string, body: unknown, deadline: number | undefined) {
+    const k = keyOf(deviceId, id)
+    secrets.set(k, body)
+    if (deadline === undefined) return
+    setTimeout(() => deadlines.has(k) || secrets.delete(k), Math.max(0, deadline - Date.now()) + GRACE_MS).unref()
+  }
+
+  /** Delivers a device's queued commands in order; one run at a time per device on this node. */
+  function deliverQueued(deviceId: string): Promise<void> {
+    const run = (delivering.get(deviceId) ?? Promise.resolve()).then(() => deliverEach(deviceId))
+    const tail = run.catch(() => {})
+    delivering.set(deviceId, tail)
+    void tail.then(() => delivering.get(deviceId) === tail && delivering.delete(deviceId))
+    return run
+  }
+
+  async function deliverEach(deviceId: string): Promise<void> {
+    for (const id of await store.queued(deviceId)) {
+      await store.unqueue(deviceId, id)
+      const r = await store.get(deviceId, id)
+      if (r?.state !== 'queued') continue
+      if (r.expiresAt !== undefined && r.expiresAt < Date.now()) {
+        await move(deviceId, id, 'expired')
+        continue
+      }
+      // a command sent while the device was online keeps the deadline it was given; a queued one
+      // gets its whole timeout from now
+      const delivered = await move(deviceId, id, 'delivered', () => ({
+        deadline: r.deadline ?? Date.now() + r.timeoutMs,
+      }))
+      if (delivered) await send(delivered)
+    }
+  }
+
+  /** A waiting request's deadline has passed: a command still queued expires, one out times out. */
+  async function giveUp(r: CommandRecord): Promise<CommandRecord | undefined> {
+    if (r.state !== 'queued') return move(r.deviceId, r.id, 'timed_out')
+    await store.unqueue(r.deviceId, r.id)
+    return move(r.deviceId, r.id, 'expired')
+  }
+
   function wait(r: CommandRecord, ackOnly: boolean): Promise<Outcome> {
     const done = (x: CommandRecord) => FINAL_STATES.has(x.state) || (ackOnly && x.state === 'acknowledged')
     if (done(r)) return Promise.resolve({ record: r })
@@ -168,7 +242,7 @@ export async function createCommandService(deps: {
         async function deadlinePassed() {
           const latest = (await store.get(r.deviceId, r.id).catch(() => undefined)) ?? r
           if (done(latest)) return w.settle(latest)
-          w.settle((await move(r.deviceId, r.id, 'timed_out').catch(() => undefined)) ?? latest)
+          w.settle((await giveUp(latest).catch(() => undefined)) ?? latest)
         },
         Math.max(0, last - Date.now()) + GRACE_MS,
       )
@@ -176,7 +250,7 @@ export async function createCommandService(deps: {
       const w: Waiter = {
         ackOnly,
         settle(x) {
-          if (!done(x) && x.state !== 'timed_out') return
+          if (!done(x)) return
           clearTimeout(timer)
           set.delete(w)
           if (set.size === 0) waiters.delete(k)
@@ -208,6 +282,24 @@ export async function createCommandService(deps: {
     )
   })
 
+  /** A command is queued for a device: deliver it if this node holds the session that takes it. */
+  const unsignal = await broker.subscribe(QUEUED_TOPIC, function onQueued(_topic, payload) {
+    let signal: QueuedSignal
+    try {
+      signal = JSON.parse(payload.toString()) as QueuedSignal
+    } catch {
+      return
+    }
+    const { deviceId, parentId } = signal
+    const held = broker.localSession(deviceId) || (parentId !== undefined && broker.localSession(parentId))
+    if (!held) return
+    for (const [id, body] of Object.entries(signal.secrets ?? {}))
+      keepSecret(deviceId, id, body, Date.now() + config.maxTimeoutMs)
+    if (heldHere(deviceId, parentId)) {
+      deliverQueued(deviceId).catch((err: unknown) => log.error({ err, deviceId }, 'queued commands: delivery failed'))
+    }
+  })
+
   function checkBody(body: unknown, what: string) {
     if (body === undefined) return
     const size = Buffer.byteLength(JSON.stringify(body) ?? '')
@@ -234,7 +326,7 @@ export async function createCommandService(deps: {
 
       const at = now()
       const id = randomUUID()
-      const state: CommandState = online ? 'delivered' : 'queued'
+      const state: CommandState = 'queued'
       const r: CommandRecord = {
         id,
         deviceId,
@@ -246,11 +338,13 @@ export async function createCommandService(deps: {
         history: [{ state, at }],
       }
       if (opts.body !== undefined) r.body = opts.body
-      if (online) r.deadline = Date.now() + timeoutMs
+      // online: the deadline runs from the request, and a command not out by then expires; queued for
+      // an offline device: it expires after its ttlMs, and gets its deadline when it goes out
+      if (online) r.deadline = r.expiresAt = Date.now() + timeoutMs
       else r.expiresAt = Date.now() + (opts.queue as { ttlMs: number }).ttlMs
       const created = await store.create(r, {
         retentionMs: config.retentionMs,
-        ...(online ? {} : { queueBound: config.queueMax }),
+        queueBound: config.queueMax,
         ...(opts.idempotencyKey !== undefined ? { idempotencyKey: opts.idempotencyKey } : {}),
       })
       if (!created.created) {
@@ -258,13 +352,14 @@ export async function createCommandService(deps: {
         // a retried request: the first one's command, not a second run
         const first = await store.get(deviceId, created.id)
         if (!first) throw new errors.COMMAND_NOT_FOUND(created.id, deviceId)
-        return first.state === 'queued' ? { record: first } : wait(first, opts.ack === true)
+        const waiting = first.state !== 'queued' || first.deadline !== undefined
+        return waiting ? wait(first, opts.ack === true) : { record: first }
       }
-      if (opts.secretBody !== undefined) secrets.set(keyOf(deviceId, id), opts.secretBody)
+      if (opts.secretBody !== undefined) keepSecret(deviceId, id, opts.secretBody, r.deadline)
       await announce(r)
       if (!online) return { record: r }
       const outcome = wait(r, opts.ack === true)
-      await send(r)
+      await dispatch(r, device.parentId)
       return outcome
     },
 
@@ -288,19 +383,7 @@ export async function createCommandService(deps: {
     },
 
     /** Delivers a device's queued commands in order (it has just subscribed to its commands). */
-    async deliverQueued(deviceId: string): Promise<void> {
-      for (const id of await store.queued(deviceId)) {
-        await store.unqueue(deviceId, id)
-        const r = await store.get(deviceId, id)
-        if (r?.state !== 'queued') continue
-        if (r.expiresAt !== undefined && r.expiresAt < Date.now()) {
-          await move(deviceId, id, 'expired')
-          continue
-        }
-        const delivered = await move(deviceId, id, 'delivered', () => ({ deadline: Date.now() + r.timeoutMs }))
-        if (delivered) await send(delivered)
-      }
-    },
+    deliverQueued,
 
     /**
      * A device's answer on `cmd/res`. Late, duplicate, unknown or invalid answers are counted,
@@ -341,7 +424,7 @@ export async function createCommandService(deps: {
     async close(): Promise<void> {
       for (const t of deadlines.values()) clearTimeout(t)
       deadlines.clear()
-      await unsubscribe()
+      await Promise.all([unsubscribe(), unsignal()])
     },
   }
 
