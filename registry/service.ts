@@ -1,8 +1,10 @@
 // The registry service: device lifecycle on top of a RegistryStore. Every accepted change is
 // published as a RegistryEvent, which every node receives (to kick sessions and evict caches).
+
 import { type DeviceKeys, generateKeys, verifierOf, verifiersOf } from './credentials.js'
 import { errors } from './errors.js'
 import { assertDeviceId, assertTags, patchTags, type Tags, type TagValue } from './ids.js'
+import { parseModelRef } from './models.js'
 import type { RegistryStore } from './ports.js'
 import { MAX_PAGE } from './query.js'
 import {
@@ -17,8 +19,6 @@ import {
 } from './types.js'
 import { evaluate, needs, parseWhere, plan, type WhereExpr, type WhereIndex, type WhereRow } from './where/index.js'
 
-export const MODEL_ID_PATTERN = '^[A-Za-z0-9\\-._:@]{1,128}$'
-const modelIdRe = new RegExp(MODEL_ID_PATTERN)
 /** Devices read per store call when a `where` query is evaluated. */
 const WHERE_BATCH = 250
 /** Devices one `where` request examines before it answers with a cursor. */
@@ -161,8 +161,10 @@ export function createRegistryService(deps: RegistryServiceDeps) {
     async createDevice(input: CreateDeviceInput): Promise<{ device: Device; keys: DeviceKeys }> {
       const id = assertDeviceId(input.id)
       const tags = assertTags(input.tags ?? {})
-      if (input.modelId !== undefined && !modelIdRe.test(input.modelId)) {
-        throw new errors.BAD_REQUEST('modelId must be 1-128 characters from letters, digits and -._:@')
+      if (input.modelId !== undefined && !parseModelRef(input.modelId)) {
+        throw new errors.BAD_REQUEST(
+          'modelId is a model id (1-128 characters from letters, digits and -._:), or id@version',
+        )
       }
       if (input.parentId !== undefined) {
         assertDeviceId(input.parentId)

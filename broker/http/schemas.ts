@@ -2,8 +2,8 @@
 // such as key verifiers, is ever serialized) and feed the OpenAPI description at /docs.
 import { Type } from 'typebox'
 import { DEVICE_ID_PATTERN, MAX_TAG_VALUE_LENGTH, MAX_TAGS, TAG_KEY_PATTERN } from '../../registry/ids.js'
+import { MODEL_REF_PATTERN } from '../../registry/models.js'
 import { MAX_PAGE } from '../../registry/query.js'
-import { MODEL_ID_PATTERN } from '../../registry/service.js'
 
 export const ErrorBody = Type.Object(
   {
@@ -70,7 +70,7 @@ export const CreateDeviceBody = Type.Object(
     id: DeviceId,
     tags: Type.Optional(Tags),
     parentId: Type.Optional(DeviceId),
-    modelId: Type.Optional(Type.String({ pattern: MODEL_ID_PATTERN })),
+    modelId: Type.Optional(Type.String({ pattern: MODEL_REF_PATTERN })),
   },
   { additionalProperties: false },
 )
