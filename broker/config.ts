@@ -3,6 +3,7 @@
 // documentation (the README's table and `fleethub start --help` come from it). Errors name the
 // option and the bad value. Everything else receives the frozen Config.
 import { existsSync, readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { errors } from '../registry/errors.js'
 
@@ -49,6 +50,14 @@ export interface Config {
   readonly commandQueueMax: number
   /** Allow key rollover to devices connected without TLS (the new key then travels in clear). @default false */
   readonly allowInsecureRollover: boolean
+  /** Where compact frames are decoded: inline, pool (worker threads) or auto. @default auto */
+  readonly decodePolicy: 'inline' | 'pool' | 'auto'
+  /** Worker threads of the decode pool. @default cores - 1, at least 1 */
+  readonly decodeThreads: number
+  /** Compact frames in flight before their senders are held. @default 10000 */
+  readonly decodeQueueMax: number
+  /** Frames per decode task in the pool. @default 512 */
+  readonly decodeBatch: number
 }
 
 type Kind = 'port' | 'string' | 'file' | 'url' | 'int' | 'token' | 'nodeId' | 'logLevel' | 'bool'
@@ -62,6 +71,8 @@ interface OptionSpec {
   doc: string
   min?: number
   max?: number
+  /** Strings: the values allowed. */
+  choices?: readonly string[]
 }
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -237,6 +248,45 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 'false',
     doc: 'allow key rollover to devices connected without TLS (the new key travels in clear)',
   },
+  {
+    key: 'decodePolicy',
+    env: 'FLEETHUB_DECODE_POLICY',
+    flag: 'decode-policy',
+    kind: 'string',
+    choices: ['inline', 'pool', 'auto'],
+    default: 'auto',
+    doc: 'where compact frames are decoded: inline, pool (worker threads) or auto (inline until decoding would take a tenth of the event loop)',
+  },
+  {
+    key: 'decodeThreads',
+    env: 'FLEETHUB_DECODE_THREADS',
+    flag: 'decode-threads',
+    kind: 'int',
+    default: Math.max(1, availableParallelism() - 1),
+    min: 1,
+    max: 64,
+    doc: 'worker threads of the decode pool (default: cores - 1, at least 1)',
+  },
+  {
+    key: 'decodeQueueMax',
+    env: 'FLEETHUB_DECODE_QUEUE_MAX',
+    flag: 'decode-queue-max',
+    kind: 'int',
+    default: 10000,
+    min: 1,
+    max: 1000000,
+    doc: 'compact frames in flight before their senders are held (backpressure)',
+  },
+  {
+    key: 'decodeBatch',
+    env: 'FLEETHUB_DECODE_BATCH',
+    flag: 'decode-batch',
+    kind: 'int',
+    default: 512,
+    min: 1,
+    max: 10000,
+    doc: 'compact frames per decode task in the pool',
+  },
 ]
 
 function randomNodeId(): string {
@@ -288,6 +338,7 @@ function parseValue(o: OptionSpec, raw: string, source: 'flag' | 'env'): string 
       return raw
     default:
       if (raw.length === 0) throw bad(o, source, raw, 'must not be empty')
+      if (o.choices && !o.choices.includes(raw)) throw bad(o, source, raw, `expected one of ${o.choices.join(', ')}`)
       return raw
   }
 }

@@ -82,6 +82,38 @@ export function createMetrics() {
       labelNames: ['state'] as const,
       registers: [registry],
     }),
+    framesDecoded: new Counter({
+      name: 'fleethub_frames_decoded_total',
+      help: 'compact frames decoded, by kind (telemetry, reported), where (inline, pool) and result (ok, error)',
+      labelNames: ['kind', 'where', 'result'] as const,
+      registers: [registry],
+    }),
+    readingsDecoded: new Counter({
+      name: 'fleethub_readings_decoded_total',
+      help: 'telemetry readings decoded from compact frames',
+      registers: [registry],
+    }),
+    decodeErrors: new Counter({
+      name: 'fleethub_decode_errors_total',
+      help: 'compact frames refused, by model (id@version, or none) and reason',
+      labelNames: ['model', 'reason'] as const,
+      registers: [registry],
+    }),
+    decodeBackpressure: new Counter({
+      name: 'fleethub_decode_backpressure_total',
+      help: 'frames that waited because the decoder queue was full (their client was paused)',
+      registers: [registry],
+    }),
+    decodeQueued: new Gauge({
+      name: 'fleethub_decode_queued',
+      help: 'compact frames waiting to be decoded or being decoded',
+      registers: [registry],
+    }),
+    decodeInPool: new Gauge({
+      name: 'fleethub_decode_in_pool',
+      help: '1 while compact frames are decoded in the worker pool, 0 while inline',
+      registers: [registry],
+    }),
     commandAnswersDropped: new Counter({
       name: 'fleethub_command_answers_dropped_total',
       help: 'device answers to commands that were dropped, by reason (late, duplicate, unknown, invalid)',

@@ -38,6 +38,8 @@ export const errors = {
   COMMAND_FINISHED: define('COMMAND_FINISHED', 'command %s is already %s', 409),
   ROLLOVER_FAILED: define('ROLLOVER_FAILED', '%s', 502),
   INVALID_PATCH: define('INVALID_PATCH', 'invalid patch: %s', 400),
+  INVALID_MODEL: define('INVALID_MODEL', 'invalid model: %s', 400),
+  MODEL_KEY_NOT_FOUND: define('MODEL_KEY_NOT_FOUND', 'no registered model has the key %s', 404),
   TWIN_TOO_LARGE: define('TWIN_TOO_LARGE', '%s', 413),
   PAYLOAD_TOO_LARGE: define('PAYLOAD_TOO_LARGE', '%s', 413),
   UNSUPPORTED_MEDIA_TYPE: define('UNSUPPORTED_MEDIA_TYPE', '%s', 415),

@@ -3,7 +3,10 @@
 // patch (optional `ifVersion`: 412 on a mismatch) and answers `{rid, status: 204, version}`.
 // Reporting `$lastDesiredVersion` acknowledges the desired version the device has applied.
 // Answers go to `$iot/{id}/twin/res` in the request's encoding, at the request's QoS (0 or 1).
+// A compact reported frame (docs/models.md) is decoded by the models plugin when it is there, and
+// answered in MessagePack when it carries a rid.
 import type { BrokerPort, UplinkMessage } from '../../broker/session.js'
+import { isCompactFrame } from '../../registry/compact.js'
 import { decodeEnvelope, type Encoding, encodeEnvelope, isPlainObject, ridOf } from '../../registry/envelope.js'
 import { errorBody, errors, statusOf } from '../../registry/errors.js'
 import { deviceTopic } from '../../registry/topics.js'
@@ -17,7 +20,14 @@ interface Answer {
   body?: unknown
 }
 
-export function createDeviceHandlers(api: TwinApi, broker: BrokerPort) {
+/** Where compact reported frames are decoded: set by the models plugin. */
+export interface TwinFrames {
+  decode?: (
+    m: UplinkMessage,
+  ) => Promise<{ ok: true; rid?: string; patch: Record<string, unknown> } | { ok: false; error: string }>
+}
+
+export function createDeviceHandlers(api: TwinApi, broker: BrokerPort, frames: TwinFrames = {}) {
   function answer(m: UplinkMessage, encoding: Encoding, a: Answer): Promise<void> {
     return broker.publish(deviceTopic(m.deviceId, 'twin/res'), encodeEnvelope(a, encoding), { qos: m.qos > 0 ? 1 : 0 })
   }
@@ -46,6 +56,20 @@ export function createDeviceHandlers(api: TwinApi, broker: BrokerPort) {
     return { encoding: d.encoding, rid: r.rid, envelope: d.value as Record<string, unknown> }
   }
 
+  /** Applies a reported patch (and its `$lastDesiredVersion`); the reported version after it. */
+  async function applyReported(deviceId: string, patch: Record<string, unknown>, ifVersion: number | undefined) {
+    const { [LAST_DESIRED_VERSION]: seen, ...rest } = patch
+    if (seen !== undefined) {
+      if (!Number.isInteger(seen) || (seen as number) < 1) {
+        throw new errors.INVALID_PATCH(`${LAST_DESIRED_VERSION} must be a desired version number`)
+      }
+      await api.twins.markSeen(deviceId, seen as number)
+    }
+    return Object.keys(rest).length > 0 || seen === undefined
+      ? await api.patchReported(deviceId, rest, ifVersion)
+      : (await api.twins.get(deviceId)).reported.version
+  }
+
   return {
     async get(m: UplinkMessage): Promise<void> {
       const req = await open(m)
@@ -61,6 +85,18 @@ export function createDeviceHandlers(api: TwinApi, broker: BrokerPort) {
     },
 
     async reported(m: UplinkMessage): Promise<void> {
+      if (frames.decode && isCompactFrame(m.payload)) {
+        const f = await frames.decode(m)
+        if (!f.ok) return // counted and reported on events/error; its rid, if any, is unreadable
+        try {
+          const version = await applyReported(m.deviceId, f.patch, undefined)
+          if (f.rid !== undefined) await answer(m, 'msgpack', { rid: f.rid, status: 204, version })
+        } catch (err) {
+          if (f.rid !== undefined) await answer(m, 'msgpack', failure(f.rid, err))
+          else throw err
+        }
+        return
+      }
       const req = await open(m)
       if (!req) return
       try {
@@ -69,17 +105,7 @@ export function createDeviceHandlers(api: TwinApi, broker: BrokerPort) {
         if (ifVersion !== undefined && !(Number.isInteger(ifVersion) && (ifVersion as number) >= 1)) {
           throw new errors.BAD_REQUEST('ifVersion must be a whole number from 1')
         }
-        const { [LAST_DESIRED_VERSION]: seen, ...rest } = patch
-        if (seen !== undefined) {
-          if (!Number.isInteger(seen) || (seen as number) < 1) {
-            throw new errors.INVALID_PATCH(`${LAST_DESIRED_VERSION} must be a desired version number`)
-          }
-          await api.twins.markSeen(m.deviceId, seen as number)
-        }
-        const version =
-          Object.keys(rest).length > 0 || seen === undefined
-            ? await api.patchReported(m.deviceId, rest, ifVersion as number | undefined)
-            : (await api.twins.get(m.deviceId)).reported.version
+        const version = await applyReported(m.deviceId, patch, ifVersion as number | undefined)
         await answer(m, req.encoding, { rid: req.rid, status: 204, version })
       } catch (err) {
         await answer(m, req.encoding, failure(req.rid, err))

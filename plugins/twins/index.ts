@@ -3,7 +3,7 @@
 import type { Plugin } from '../../broker/plugin-host.js'
 import { createTwinService } from '../../registry/twins.js'
 import { createTwinApi } from './api.js'
-import { createDeviceHandlers } from './device.js'
+import { createDeviceHandlers, type TwinFrames } from './device.js'
 import { twinRoutes } from './routes.js'
 import { createSync } from './sync.js'
 
@@ -18,7 +18,9 @@ export function twinsPlugin(): Plugin {
       })
       const api = createTwinApi({ twins, registry, broker })
       host.provide('twins', api)
-      const device = createDeviceHandlers(api, broker)
+      const frames: TwinFrames = {}
+      host.provide('twins.frames', frames)
+      const device = createDeviceHandlers(api, broker, frames)
       host.handle('twin/get', device.get)
       host.handle('twin/reported', device.reported)
       const sync = createSync(twins, broker)
