@@ -57,15 +57,33 @@ export interface DecodedReported {
 
 interface Section {
   fields: FieldSpec[]
+  names: string[]
   byName: Map<string, FieldSpec>
-  /** Per field: the divisor that turns a wire integer into the value (1/scale), or 0. */
-  inverse: Map<string, number>
+  /** Per field: wire value → value (scaled fields), or undefined when it is the same. */
+  fromWire: (((raw: number) => number) | undefined)[]
+  /** Per field: `"name":`, for writing JSON. */
+  keys: string[]
 }
 
 function sectionOf(fields: FieldSpec[]): Section {
-  const inverse = new Map<string, number>()
-  for (const f of fields) if (f.scale !== undefined) inverse.set(f.name, 1 / f.scale)
-  return { fields, byName: new Map(fields.map((f) => [f.name, f])), inverse }
+  return {
+    fields,
+    names: fields.map((f) => f.name),
+    byName: new Map(fields.map((f) => [f.name, f])),
+    fromWire: fields.map((f) => {
+      if (f.scale === undefined) return undefined
+      const scale = f.scale
+      const inv = 1 / scale
+      // dividing by a whole inverse is exact where multiplying by the scale is not (215 * 0.1)
+      return Number.isInteger(inv) ? (raw: number) => raw / inv : (raw: number) => raw * scale
+    }),
+    keys: fields.map((f) => `${JSON.stringify(f.name)}:`),
+  }
+}
+
+/** A value as JSON: numbers are finite and strings checked by then. */
+function jsonOf(v: unknown): string {
+  return typeof v === 'number' ? String(v) : typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : String(v)
 }
 
 /** msgpackr wants a non-empty structure; a model without telemetry (or properties) gets a name no field can have. */
@@ -84,6 +102,8 @@ export interface Codec {
   ): Buffer
   encodeReported(patch: Record<string, unknown>, opts?: { rid?: string }): Buffer
   decodeTelemetry(frame: Uint8Array, receivedAt: number): Reading[]
+  /** The same readings as the JSON of `$iot/{id}/telemetry/decoded`, and how many there are. */
+  decodeTelemetryJson(frame: Uint8Array, receivedAt: number): { json: string; readings: number }
   decodeReported(frame: Uint8Array): DecodedReported
 }
 
@@ -142,34 +162,94 @@ export function createCodec(model: Pick<ModelDefinition, 'id' | 'version' | 'tel
     return flags
   }
 
-  /** A record's values checked against the section; nulls only where deletes are allowed. */
-  function fromWire(rec: unknown, section: Section, what: string, nulls: boolean): Record<string, unknown> {
+  /**
+   * A record's values in the section's field order (undefined: absent), checked against the model;
+   * nulls only where deletes are allowed.
+   */
+  function fromWire(rec: unknown, section: Section, what: string, nulls: boolean): unknown[] {
     if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) {
       throw new FrameError(`${what}: a record of the model's fields`)
     }
-    const out: Record<string, unknown> = {}
-    for (const name in rec) {
-      const raw = (rec as Record<string, unknown>)[name]
+    const r = rec as Record<string, unknown>
+    const { fields, names } = section
+    // a record of the model's structure has exactly its names, in order: read it by position
+    const keys = Object.keys(r)
+    let exact = keys.length === names.length
+    for (let i = 0; exact && i < keys.length; i++) exact = keys[i] === names[i]
+    if (!exact) {
+      const name = keys.find((k) => !section.byName.has(k))
+      if (name !== undefined) throw new FrameError(`${what}: ${name} is not a field of ${model.id}@${model.version}`)
+    }
+    const raws = exact ? Object.values(r) : names.map((n) => r[n])
+    const out = new Array<unknown>(names.length)
+    for (let i = 0; i < raws.length; i++) {
+      const raw = raws[i]
       if (raw === undefined) continue
-      const spec = section.byName.get(name)
-      if (!spec) throw new FrameError(`${what}: ${name} is not a field of ${model.id}@${model.version}`)
       if (raw === null) {
-        if (!nulls) throw new FrameError(`${what}: ${name} is null`)
-        out[name] = null
+        if (!nulls) throw new FrameError(`${what}: ${names[i]} is null`)
+        out[i] = null
         continue
       }
+      const scale = section.fromWire[i]
       let v = raw
-      const inv = section.inverse.get(name)
-      if (inv !== undefined) {
-        if (!Number.isInteger(raw)) throw new FrameError(`${what}: ${name} travels as a scaled whole number`)
-        v = Number.isInteger(inv) ? (raw as number) / inv : (raw as number) * (spec.scale as number)
+      if (scale !== undefined) {
+        if (!Number.isInteger(raw)) throw new FrameError(`${what}: ${names[i]} travels as a scaled whole number`)
+        v = scale(raw as number)
       }
-      const bad = fieldError(spec, v)
+      const bad = fieldError(fields[i] as FieldSpec, v)
       if (bad) throw new FrameError(`${what}: ${bad}`)
-      out[name] = v
+      out[i] = v
     }
     return out
   }
+
+  function objectOf(values: unknown[], section: Section): Record<string, unknown> {
+    const o: Record<string, unknown> = {}
+    for (let i = 0; i < values.length; i++) if (values[i] !== undefined) o[section.names[i] as string] = values[i]
+    return o
+  }
+
+  function jsonOfRecord(values: unknown[], section: Section): string {
+    let json = '{'
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]
+      if (v === undefined) continue
+      json += `${json.length > 1 ? ',' : ''}${section.keys[i]}${jsonOf(v)}`
+    }
+    return `${json}}`
+  }
+
+  const isTime = (t: unknown): t is number => Number.isInteger(t) && (t as number) >= 0
+
+  /** The readings of a telemetry frame: each time and its values in field order. */
+  function readings(frame: Uint8Array, receivedAt: number): { ts: number; values: unknown[] }[] {
+    const flags = header(frame, 'telemetry')
+    const v = values(frame)
+    const timed = (flags & FLAG_TIMESTAMP) !== 0
+    if (v.length !== (timed ? 2 : 1)) throw new FrameError('a telemetry frame is [timestamp] and its reading(s)')
+    const base = timed ? v[0] : receivedAt
+    if (!isTime(base)) throw new FrameError('the timestamp is unix milliseconds')
+    const body = v[timed ? 1 : 0]
+    if (!(flags & FLAG_BATCH)) return [{ ts: base, values: fromWire(body, telemetry, 'reading', false) }]
+    if (!Array.isArray(body) || body.length === 0) throw new FrameError('a batch is a non-empty array of readings')
+    const step = timed ? 2 : 1
+    if (body.length % step !== 0 || body.length / step > MAX_BATCH) {
+      throw new FrameError(`a batch is 1 to ${MAX_BATCH} readings${timed ? ', each after its time offset' : ''}`)
+    }
+    const out: { ts: number; values: unknown[] }[] = []
+    for (let i = 0; i < body.length; i += step) {
+      let ts = base
+      if (timed) {
+        const off = body[i]
+        if (!Number.isInteger(off)) throw new FrameError(`reading ${i / step}: the time offset is whole milliseconds`)
+        ts = base + (off as number)
+      }
+      out.push({ ts, values: fromWire(body[i + step - 1], telemetry, `reading ${i / step}`, false) })
+    }
+    return out
+  }
+
+  const jsonPrefix = `{"model":${JSON.stringify(model.id)},"version":${model.version},"readings":[`
 
   function toWire(values: Record<string, unknown>, section: Section, what: string, nulls: boolean) {
     for (const name of Object.keys(values)) {
@@ -190,8 +270,6 @@ export function createCodec(model: Pick<ModelDefinition, 'id' | 'version' | 'tel
     }
     return rec
   }
-
-  const isTime = (t: unknown): t is number => Number.isInteger(t) && (t as number) >= 0
 
   return {
     id: model.id,
@@ -223,30 +301,17 @@ export function createCodec(model: Pick<ModelDefinition, 'id' | 'version' | 'tel
     },
 
     decodeTelemetry(frame, receivedAt) {
-      const flags = header(frame, 'telemetry')
-      const v = values(frame)
-      const timed = (flags & FLAG_TIMESTAMP) !== 0
-      if (v.length !== (timed ? 2 : 1)) throw new FrameError('a telemetry frame is [timestamp] and its reading(s)')
-      const base = timed ? v[0] : receivedAt
-      if (!isTime(base)) throw new FrameError('the timestamp is unix milliseconds')
-      const body = v[timed ? 1 : 0]
-      if (!(flags & FLAG_BATCH)) return [{ ts: base, data: fromWire(body, telemetry, 'reading', false) }]
-      if (!Array.isArray(body) || body.length === 0) throw new FrameError('a batch is a non-empty array of readings')
-      const step = timed ? 2 : 1
-      if (body.length % step !== 0 || body.length / step > MAX_BATCH) {
-        throw new FrameError(`a batch is 1 to ${MAX_BATCH} readings${timed ? ', each after its time offset' : ''}`)
+      return readings(frame, receivedAt).map((r) => ({ ts: r.ts, data: objectOf(r.values, telemetry) }))
+    },
+
+    decodeTelemetryJson(frame, receivedAt) {
+      const list = readings(frame, receivedAt)
+      let json = jsonPrefix
+      for (let i = 0; i < list.length; i++) {
+        const r = list[i] as { ts: number; values: unknown[] }
+        json += `${i ? ',' : ''}{"ts":${r.ts},"data":${jsonOfRecord(r.values, telemetry)}}`
       }
-      const out: Reading[] = []
-      for (let i = 0; i < body.length; i += step) {
-        let ts = base
-        if (timed) {
-          const off = body[i]
-          if (!Number.isInteger(off)) throw new FrameError(`reading ${i / step}: the time offset is whole milliseconds`)
-          ts = base + (off as number)
-        }
-        out.push({ ts, data: fromWire(body[i + step - 1], telemetry, `reading ${i / step}`, false) })
-      }
-      return out
+      return { json: `${json}]}`, readings: list.length }
     },
 
     decodeReported(frame) {
@@ -254,7 +319,9 @@ export function createCodec(model: Pick<ModelDefinition, 'id' | 'version' | 'tel
       const v = values(frame)
       const withRid = (flags & FLAG_RID) !== 0
       if (v.length !== (withRid ? 2 : 1)) throw new FrameError('a reported frame is [rid] and one record')
-      const out: DecodedReported = { patch: fromWire(v[withRid ? 1 : 0], properties, 'patch', true) }
+      const out: DecodedReported = {
+        patch: objectOf(fromWire(v[withRid ? 1 : 0], properties, 'patch', true), properties),
+      }
       if (withRid) {
         const rid = v[0]
         if (typeof rid !== 'string' || rid.length === 0 || rid.length > 64) {

@@ -134,7 +134,7 @@ t.test('bad frames are refused and change nothing for the next one', async (t) =
     [
       'the properties record',
       Buffer.concat([Buffer.of(0xe8), codec.encodeReported({ interval: 5 }).subarray(1)]),
-      /interval is not a field/,
+      /firmware is not a field/,
     ],
     [
       'a plain map with a wrong type',

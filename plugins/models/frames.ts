@@ -37,9 +37,8 @@ export function createFrameDecoder() {
             ? { ok: true, readings: 0, patch: r.patch }
             : { ok: true, readings: 0, rid: r.rid, patch: r.patch }
         }
-        const readings = codec.decodeTelemetry(frame, receivedAt)
-        const json = JSON.stringify({ model: model.id, version: model.version, readings })
-        return { ok: true, readings: readings.length, json }
+        const { json, readings } = codec.decodeTelemetryJson(frame, receivedAt)
+        return { ok: true, readings, json }
       } catch (err) {
         // a FrameError says what is wrong; anything else is a decoder bug, still never a crash
         return {
