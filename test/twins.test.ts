@@ -268,6 +268,44 @@ async function twinSuite(t: Test, env: Record<string, string>) {
     t.same(combined.json().items, [], 'query-string filters and where are ANDed')
   })
 
+  await t.test('one desired change for every device a query selects, then watch them converge', async (t) => {
+    for (let i = 0; i < 7; i++) {
+      await app.registry.createDevice({ id: `fl-${i}`, tags: { site: i < 5 ? 'north' : 'south' } })
+    }
+    const keys = await app.registry.rotateKeys('fl-0')
+    const d = await twinDevice(app, 'fl-0', keys.primary)
+    t.teardown(() => d.client.endAsync(true))
+    const where = encodeURIComponent("tags.site = 'north'")
+    let pages = 0
+    let cursor = ''
+    let updated = 0
+    for (let page = 0; page < 10; page++) {
+      const r = await api('PATCH', `/twins/desired?where=${where}&limit=2${cursor}`, { config: { interval: 15 } })
+      t.equal(r.statusCode, 200, r.body)
+      const body = r.json()
+      t.same(body.failed, [])
+      updated += body.updated
+      if (!body.nextCursor) break
+      cursor = `&cursor=${body.nextCursor}`
+      pages++
+    }
+    t.equal(updated, 5, 'every north device, two at a time')
+    t.ok(pages >= 2, 'in pages')
+    t.match(JSON.parse((await d.desired())?.payload.toString() ?? '{}'), { patch: { config: { interval: 15 } } })
+    t.notOk('config' in (await api('GET', '/devices/fl-5/twin')).json().desired, 'the south is untouched')
+    const pending = async () =>
+      (await api('GET', `/devices?where=${encodeURIComponent("tags.site = 'north' AND converged = false")}`))
+        .json()
+        .items.map((x: { id: string }) => x.id)
+    t.same(await pending(), ['fl-0', 'fl-1', 'fl-2', 'fl-3', 'fl-4'])
+    await d.request('twin/reported', { patch: { config: { interval: 15 } } })
+    t.same(await pending(), ['fl-1', 'fl-2', 'fl-3', 'fl-4'], 'fl-0 applied it and converged')
+    const tooBig = await api('PATCH', `/twins/desired?where=${where}`, { blob: 'x'.repeat(40_000) })
+    t.equal(tooBig.statusCode, 413, 'a patch no twin can take stops at once')
+    t.equal((await api('PATCH', '/twins/desired', { a: 1 })).statusCode, 400, 'where is required')
+    t.equal((await api('PATCH', `/twins/desired?where=${encodeURIComponent('tags.')}`, { a: 1 })).statusCode, 400)
+  })
+
   await t.test('concurrent writers lose nothing and versions have no gaps', async (t) => {
     const keys = await createDevice(app, 'tw-6')
     const d = await twinDevice(app, 'tw-6', keys.primary)

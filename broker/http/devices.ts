@@ -2,8 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { errors } from '../../registry/errors.js'
-import { isDeviceId } from '../../registry/ids.js'
 import type { RegistryService } from '../../registry/service.js'
+import { decodeCursor, encodeCursor } from './cursor.js'
 import {
   CreateDeviceBody,
   Device,
@@ -15,13 +15,6 @@ import {
   ListQuery,
   PatchDeviceBody,
 } from './schemas.js'
-
-const encodeCursor = (id: string) => Buffer.from(id, 'utf8').toString('base64url')
-function decodeCursor(cursor: string): string {
-  const id = Buffer.from(cursor, 'base64url').toString('utf8')
-  if (!isDeviceId(id)) throw new errors.INVALID_CURSOR()
-  return id
-}
 
 const errorResponses = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody }
 

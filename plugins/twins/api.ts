@@ -3,7 +3,7 @@
 // services on `$iot/{id}/events/twin` as `{side, version, patch}`. Used by the HTTP routes and the
 // device's own requests alike.
 import type { BrokerPort } from '../../broker/session.js'
-import { errors } from '../../registry/errors.js'
+import { errorBody, errors, statusOf } from '../../registry/errors.js'
 import type { Tags } from '../../registry/ids.js'
 import type { RegistryService } from '../../registry/service.js'
 import { deviceTopic, eventTopic } from '../../registry/topics.js'
@@ -42,7 +42,7 @@ export function createTwinApi(deps: { twins: TwinService; registry: RegistryServ
     return broker.publish(eventTopic(deviceId, 'twin'), JSON.stringify({ side, version, patch }), { qos: 1 })
   }
 
-  return {
+  const api = {
     twins,
 
     async view(deviceId: string): Promise<TwinView> {
@@ -66,6 +66,28 @@ export function createTwinApi(deps: { twins: TwinService; registry: RegistryServ
       return viewOf({ ...current, desired: r.side }, d.tags)
     },
 
+    /**
+     * Applies one desired patch to a page of the devices a query selects (an operator changing
+     * configuration across a fleet). Each device's write is its own; one failing does not stop the
+     * others. `after`: the last device id of the previous page.
+     */
+    async patchDesiredWhere(where: string, patch: unknown, limit: number, after?: string) {
+      const page = await registry.listDevices({ where, limit, ...(after !== undefined ? { after } : {}) })
+      const failed: { id: string; error: { code: string; message: string } }[] = []
+      let updated = 0
+      for (const d of page.items) {
+        try {
+          await api.patchDesired(d.id, patch)
+          updated++
+        } catch (err) {
+          // a patch the twin refuses (too large, invalid) fails for every device: stop at the first
+          if (statusOf(err) === 400 || statusOf(err) === 413) throw err
+          failed.push({ id: d.id, error: errorBody(err).error })
+        }
+      }
+      return { matched: page.items.length, updated, failed, ...(page.next !== undefined ? { next: page.next } : {}) }
+    },
+
     /** A device's report; the device exists (it is connected). */
     async patchReported(deviceId: string, patch: unknown, ifVersion?: number): Promise<number> {
       const r = await twins.patch(deviceId, 'reported', patch, ifVersion)
@@ -80,4 +102,5 @@ export function createTwinApi(deps: { twins: TwinService; registry: RegistryServ
       return d.tags
     },
   }
+  return api
 }

@@ -1,9 +1,12 @@
 // The twin routes: GET /devices/{id}/twin (ETag = desired version), PATCH /devices/{id}/twin/desired
-// (If-Match: 412 when desired has moved on), PATCH /devices/{id}/tags.
+// (If-Match: 412 when desired has moved on), PATCH /devices/{id}/tags, and PATCH /twins/desired
+// (one desired patch for every device a query selects, a page per request).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { decodeCursor, encodeCursor } from '../../broker/http/cursor.js'
 import { errors } from '../../registry/errors.js'
 import { TAG_KEY_PATTERN } from '../../registry/ids.js'
+import { MAX_PAGE } from '../../registry/query.js'
 import type { TwinApi } from './api.js'
 
 const ErrorRef = Type.Unsafe({ $ref: 'Error' })
@@ -68,6 +71,44 @@ export function twinRoutes(api: TwinApi): FastifyPluginAsyncTypebox {
         const view = await api.patchDesired(req.params.id, req.body, ifMatchVersion(req.headers['if-match']))
         reply.header('etag', `"${(view.desired as { $version: number }).$version}"`)
         return view
+      },
+    )
+
+    app.patch(
+      '/twins/desired',
+      {
+        schema: {
+          summary:
+            'Change desired state on every device a query selects, a page at a time (remote configuration across a fleet)',
+          tags: ['twins'],
+          querystring: Type.Object(
+            {
+              where: Type.String({ minLength: 1, maxLength: 2000, description: 'the devices (docs/queries.md)' }),
+              limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 100 })),
+              cursor: Type.Optional(Type.String({ maxLength: 400, description: 'nextCursor of the previous page' })),
+            },
+            { additionalProperties: false },
+          ),
+          body: Type.Object({}, { additionalProperties: true }),
+          response: {
+            200: Type.Object({
+              matched: Type.Integer({ description: 'devices of this page' }),
+              updated: Type.Integer(),
+              failed: Type.Array(
+                Type.Object({ id: Type.String(), error: Type.Object({ code: Type.String(), message: Type.String() }) }),
+              ),
+              nextCursor: Type.Optional(Type.String({ description: 'more devices match: send it as cursor' })),
+            }),
+            413: ErrorRef,
+            ...errorsOf,
+          },
+        },
+      },
+      async function patchDesiredWhere(req) {
+        const { where, limit, cursor } = req.query
+        const r = await api.patchDesiredWhere(where, req.body, limit ?? 100, cursor ? decodeCursor(cursor) : undefined)
+        const { next, ...rest } = r
+        return next === undefined ? rest : { ...rest, nextCursor: encodeCursor(next) }
       },
     )
 
