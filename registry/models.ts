@@ -63,6 +63,10 @@ export interface ModelDefinition {
   commands: CommandSpec[]
 }
 
+/** A definition as a client writes it: the field lists may be left out (empty). */
+export type ModelInput = Omit<ModelDefinition, 'properties' | 'telemetry' | 'commands'> &
+  Partial<Pick<ModelDefinition, 'properties' | 'telemetry' | 'commands'>>
+
 /** A registered model: immutable, with the key devices use for it. */
 export interface Model extends ModelDefinition {
   key: number
