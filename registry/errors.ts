@@ -38,6 +38,13 @@ export const errors = {
   COMMAND_FINISHED: define('COMMAND_FINISHED', 'command %s is already %s', 409),
   ROLLOVER_FAILED: define('ROLLOVER_FAILED', '%s', 502),
   INVALID_PATCH: define('INVALID_PATCH', 'invalid patch: %s', 400),
+  // models (registry/models.ts): the message of a ModelError says what and where
+  INVALID_MODEL: define('INVALID_MODEL', 'invalid model: %s', 400),
+  MODEL_NOT_FOUND: define('MODEL_NOT_FOUND', 'model %s does not exist', 404),
+  MODEL_KEY_NOT_FOUND: define('MODEL_KEY_NOT_FOUND', 'no registered model has key %s', 404),
+  MODEL_NOT_BOUND: define('MODEL_NOT_BOUND', 'device %s is bound to no registered or self-described model', 404),
+  MODEL_EXISTS: define('MODEL_EXISTS', 'model %s already exists: models are immutable, register a new version', 409),
+  MODEL_KEYS_EXHAUSTED: define('MODEL_KEYS_EXHAUSTED', 'all %s model keys are taken: no model can be registered', 507),
   TWIN_TOO_LARGE: define('TWIN_TOO_LARGE', '%s', 413),
   PAYLOAD_TOO_LARGE: define('PAYLOAD_TOO_LARGE', '%s', 413),
   UNSUPPORTED_MEDIA_TYPE: define('UNSUPPORTED_MEDIA_TYPE', '%s', 415),
