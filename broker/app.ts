@@ -6,6 +6,7 @@ import { aclPlugin } from '../plugins/acl/index.js'
 import { authPlugin } from '../plugins/auth/index.js'
 import { commandsPlugin } from '../plugins/commands/index.js'
 import { enforcementPlugin } from '../plugins/enforcement/index.js'
+import { modelsPlugin } from '../plugins/models/index.js'
 import { presencePlugin } from '../plugins/presence/index.js'
 import { twinsPlugin } from '../plugins/twins/index.js'
 import { createMemoryStore } from '../registry/memory/store.js'
@@ -64,6 +65,7 @@ function corePlugins(adminToken: string): Plugin[] {
     presencePlugin(),
     enforcementPlugin(),
     twinsPlugin(),
+    modelsPlugin(),
     commandsPlugin(),
   ]
 }
@@ -120,6 +122,7 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
       adminToken,
       version: packageVersion(),
       routes: host.routes,
+      deviceFields: host.deviceFields,
       async health() {
         const checks: Record<string, boolean> = { mqtt: !mqtt.aedes.closed, http: httpUp }
         if (store.kind === 'redis')

@@ -6,6 +6,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { RegistryService } from '../registry/service.js'
 import type { Config } from './config.js'
+import type { DeviceFields } from './http/devices.js'
 import type { Logger } from './log.js'
 import type { Metrics } from './metrics.js'
 import type { BrokerPort, ConnectContext, Principal, Session, UplinkMessage } from './session.js'
@@ -62,6 +63,8 @@ export class PluginHost {
   }
   /** HTTP routes of capabilities, mounted behind the API token. */
   readonly routes: FastifyPluginAsyncTypebox[] = []
+  /** Fields of `GET /devices/{id}` that capabilities add. */
+  readonly deviceFields: DeviceFields[] = []
   private readonly handlers = new Map<string, UplinkHandler>()
   private readonly services = new Map<string, unknown>()
   private readonly closers: { name: string; fn: () => Promise<void> | void }[] = []
@@ -94,6 +97,10 @@ export class PluginHost {
 
   addRoutes(routes: FastifyPluginAsyncTypebox): void {
     this.routes.push(routes)
+  }
+
+  addDeviceFields(fields: DeviceFields): void {
+    this.deviceFields.push(fields)
   }
 
   handlerFor(kind: string): UplinkHandler | undefined {

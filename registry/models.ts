@@ -98,6 +98,11 @@ export function parseModelRef(ref: string): { id: string; version?: number } | u
   return { id, version: Number(v) }
 }
 
+/** `id@version`: how a model version is named in messages and stores. */
+export function modelRef(id: string, version: number): string {
+  return `${id}@${version}`
+}
+
 /** The 2-byte key of a model, as a device sends it (big-endian). */
 export function keyBytes(key: number): Buffer {
   const b = Buffer.allocUnsafe(2)
@@ -197,6 +202,11 @@ export class ModelError extends Error {
   override name = 'ModelError'
 }
 
+/** A definition over its size limit (answered 413, not 400). */
+export class ModelSizeError extends ModelError {
+  override name = 'ModelSizeError'
+}
+
 /**
  * Checks a definition (from the HTTP API or a device's self-description) and returns it with only
  * the known keys; throws ModelError. `maxBytes` bounds its JSON.
@@ -204,7 +214,7 @@ export class ModelError extends Error {
 export function validateDefinition(input: unknown, maxBytes = MAX_MODEL_BYTES): ModelDefinition {
   if (!isObject(input)) throw new ModelError('a model is an object')
   const size = Buffer.byteLength(JSON.stringify(input))
-  if (size > maxBytes) throw new ModelError(`a model is at most ${maxBytes} bytes of JSON; this one is ${size}`)
+  if (size > maxBytes) throw new ModelSizeError(`a model is at most ${maxBytes} bytes of JSON; this one is ${size}`)
   for (const k of Object.keys(input)) {
     if (!['id', 'version', 'displayName', 'description', 'properties', 'telemetry', 'commands'].includes(k)) {
       throw new ModelError(`unknown key ${k}`)

@@ -2,6 +2,7 @@
 // (test/contract/) run against both. The memory adapter is the reference semantics. "Not found" is
 // `undefined`, never a rejection.
 import type { CommandRecord, CommandState } from './commands.js'
+import type { Model, ModelBinding, ModelDefinition } from './models.js'
 import type { TwinRecord, TwinSide, TwinSideName } from './twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from './types.js'
 
@@ -97,6 +98,45 @@ export interface CommandStore {
   unqueue(deviceId: string, id: string): Promise<void>
 }
 
+export type CreateModelResult =
+  | { created: true; model: Model }
+  | { created: false; reason: 'exists' | 'keys_exhausted' }
+
+/** A model as lists show it: its latest version, with every version registered. */
+export type ModelSummary = Model & { versions: number[] }
+
+export interface ModelPage {
+  items: ModelSummary[]
+  /** Set when more models may follow: pass it as `after` for the next page. */
+  next?: string
+}
+
+/**
+ * Registered models (immutable per version, each with a 16-bit key) and, per device, its binding
+ * and self-description. Both go with the device: deleting the device deletes them.
+ */
+export interface ModelStore {
+  /**
+   * Registers a version and gives it the next free key (1..MAX_MODEL_KEY) in one atomic step: no
+   * key is handed out twice, even to nodes creating models at once, and a refused create uses none.
+   */
+  create(def: ModelDefinition, createdAt: string): Promise<CreateModelResult>
+  /** One version; without `version`, the highest. */
+  get(id: string, version?: number): Promise<Model | undefined>
+  getByKey(key: number): Promise<Model | undefined>
+  /** The model's versions, ascending; empty when it has none. */
+  versions(id: string): Promise<number[]>
+  /** Models in id order; `after` is exclusive. */
+  list(q: { after?: string; limit: number }): Promise<ModelPage>
+  /** False when the device does not exist (nothing is stored for it). */
+  setBinding(deviceId: string, binding: ModelBinding): Promise<boolean>
+  getBinding(deviceId: string): Promise<ModelBinding | undefined>
+  deleteBinding(deviceId: string): Promise<void>
+  /** The device's own description of itself; false when the device does not exist. */
+  setSelfModel(deviceId: string, def: ModelDefinition): Promise<boolean>
+  getSelfModel(deviceId: string): Promise<ModelDefinition | undefined>
+}
+
 export interface RegistryEvents {
   /** Delivers the event to every subscriber on every node (including this one). */
   publish(event: RegistryEvent): Promise<void>
@@ -110,6 +150,7 @@ export interface RegistryStore {
   readonly presence: PresenceStore
   readonly twins: TwinStore
   readonly commands: CommandStore
+  readonly models: ModelStore
   readonly events: RegistryEvents
   /** Resolves when the backing store answers; rejects otherwise. */
   ping(): Promise<void>

@@ -9,12 +9,12 @@ import type { RegistryStore } from './ports.js'
 import { MAX_PAGE } from './query.js'
 import {
   type Device,
+  type DeviceEventType,
   type DeviceQuery,
   type DeviceRecord,
   type DeviceStatus,
   type Presence,
   type PresenceView,
-  type RegistryEventType,
   toDevice,
 } from './types.js'
 import { evaluate, needs, parseWhere, plan, type WhereExpr, type WhereIndex, type WhereRow } from './where/index.js'
@@ -82,7 +82,7 @@ export function createRegistryService(deps: RegistryServiceDeps) {
   const { store, node } = deps
   const now = deps.now ?? (() => new Date())
 
-  async function emit(type: RegistryEventType, r: DeviceRecord): Promise<void> {
+  async function emit(type: DeviceEventType, r: DeviceRecord): Promise<void> {
     const e = { type, deviceId: r.id, origin: node, at: now().toISOString() }
     await store.events.publish(r.parentId === undefined ? e : { ...e, parentId: r.parentId })
   }

@@ -79,19 +79,37 @@ export interface DevicePage {
 }
 
 /** Registry events reach every node of a cluster, so each can kick sessions and evict caches. */
-export type RegistryEventType =
+export type DeviceEventType =
   | 'device.created'
   | 'device.updated'
   | 'device.disabled'
   | 'device.deleted'
   | 'credential.revoked'
+  /** The device's model binding or self-description changed (docs/models.md). */
+  | 'model.bound'
 
-export interface RegistryEvent {
-  type: RegistryEventType
+export interface DeviceEvent {
+  type: DeviceEventType
   deviceId: string
   /** The gateway of the device, when it has one (so a connected gateway learns its children). */
   parentId?: string
   /** The node that made the change. */
   origin: string
   at: string
+}
+
+/** A model version was registered: devices whose `modelId` names it may now resolve to it. */
+export interface ModelCreatedEvent {
+  type: 'model.created'
+  modelId: string
+  version: number
+  origin: string
+  at: string
+}
+
+export type RegistryEvent = DeviceEvent | ModelCreatedEvent
+export type RegistryEventType = RegistryEvent['type']
+
+export function isDeviceEvent(e: RegistryEvent): e is DeviceEvent {
+  return e.type !== 'model.created'
 }

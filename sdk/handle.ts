@@ -4,6 +4,7 @@
 import type { MqttClient } from 'mqtt'
 import { createDeviceChannel, type DeviceChannel } from './channel.js'
 import { type CommandHandler, type CommandSettings, type CommandsClient, createCommands } from './commands.js'
+import { createModels, type ModelsClient } from './models.js'
 import { type ConfigHandler, createRemoteConfig, type SystemHandler } from './remote-config.js'
 import type { TopicRouter } from './router.js'
 import { createTwin, type TwinClient, type TwinSettings } from './twin.js'
@@ -12,6 +13,8 @@ export interface DeviceHandle extends DeviceChannel {
   readonly twin: TwinClient
   /** Handlers for the commands sent to this device id; see sdk/README.md. */
   readonly commands: CommandsClient
+  /** Model binding, self-description and compact frames; see sdk/README.md. */
+  readonly models: ModelsClient
   /** Applies the desired `config` section and reports it back; see sdk/README.md. */
   onConfig(handler: ConfigHandler): Promise<() => void>
   /** Applies the desired `system` section and reports it back; see sdk/README.md. */
@@ -32,5 +35,6 @@ export function createDeviceHandle(
   const twin = createTwin(channel, settings)
   const remote = createRemoteConfig(twin.tracker)
   const commands = createCommands(channel, settings, builtIns)
-  return { ...channel, twin: twin.client, commands, onConfig: remote.onConfig, onSystem: remote.onSystem }
+  const models = createModels(channel, settings)
+  return { ...channel, twin: twin.client, commands, models, onConfig: remote.onConfig, onSystem: remote.onSystem }
 }

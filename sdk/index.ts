@@ -1,6 +1,8 @@
 // The FleetHub device and service SDK (Node.js, on mqtt.js).
 
 export type { CommandRecord, CommandRequest, CommandState } from '../registry/commands.js'
+export { createCodec, FrameError, isCompactFrame } from '../registry/compact.js'
+export type { FieldSpec, Model, ModelDefinition, ModelInput } from '../registry/models.js'
 export {
   DOWNLINK_KINDS,
   type DownlinkKind,
@@ -58,6 +60,7 @@ export {
 } from './errors.js'
 export type { DeviceHandle } from './handle.js'
 export { diffPatch, isJsonObject, type Json, type JsonObject, jsonEqual, mergePatch } from './json.js'
+export type { CompactSender, ModelBound, ModelsClient } from './models.js'
 export { decodeJson, encodeJson } from './payload.js'
 export type {
   ConfigHandler,

@@ -25,7 +25,7 @@ const faulty: Plugin = {
     host.addHook('sessionReady', (s) => {
       if (s.clientId === 'throws-on-ready') throw new Error('ready failure')
     })
-    host.handle('model', async () => {
+    host.handle('ota/status', async () => {
       throw new Error('handler failure')
     })
   },
@@ -100,7 +100,7 @@ t.test('bad MQTT input', async (t) => {
   await t.test('failing hooks and handlers never take the broker down', async (t) => {
     await good.publishAsync('boom/x', 'x', { qos: 1 })
     t.ok(good.connected, 'a throwing authorization hook counts as deny')
-    await good.publishAsync('$iot/good/model', '{}', { qos: 1 })
+    await good.publishAsync('$iot/good/ota/status', '{}', { qos: 1 })
     await sleep(100)
     t.ok(good.connected, 'a failing uplink handler is counted, not fatal')
     t.match(await app.metrics.registry.getSingleMetricAsString('fleethub_rejected_total'), /reason="handler_error"\} 1/)

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { errors } from '../../registry/errors.js'
 import type { RegistryService } from '../../registry/service.js'
-import { decodeCursor, encodeCursor } from './cursor.js'
+import { decodeCursor, pageAnswer } from './pages.js'
 import {
   CreateDeviceBody,
   Device,
@@ -18,7 +18,13 @@ import {
 
 const errorResponses = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody }
 
-export function deviceRoutes(registry: RegistryService): FastifyPluginAsyncTypebox {
+/**
+ * Fields a capability adds to `GET /devices/{id}` (the models plugin adds `model`); undefined adds
+ * none. Each field must be in the DeviceWithPresence schema, or the answer leaves it out.
+ */
+export type DeviceFields = (deviceId: string) => Promise<Record<string, unknown> | undefined>
+
+export function deviceRoutes(registry: RegistryService, fields: readonly DeviceFields[]): FastifyPluginAsyncTypebox {
   return async function devices(app) {
     app.post(
       '/devices',
@@ -59,9 +65,7 @@ export function deviceRoutes(registry: RegistryService): FastifyPluginAsyncTypeb
           ...(req.query.where !== undefined ? { where: req.query.where } : {}),
           limit: req.query.limit ?? 100,
         })
-        return page.next === undefined
-          ? { items: page.items }
-          : { items: page.items, nextCursor: encodeCursor(page.next) }
+        return pageAnswer(page)
       },
     )
 
@@ -76,9 +80,12 @@ export function deviceRoutes(registry: RegistryService): FastifyPluginAsyncTypeb
         },
       },
       async function getDevice(req) {
-        const d = await registry.getDevice(req.params.id)
+        const [d, ...extra] = await Promise.all([
+          registry.getDevice(req.params.id),
+          ...fields.map((f) => f(req.params.id)),
+        ])
         if (!d) throw new errors.DEVICE_NOT_FOUND(req.params.id)
-        return d
+        return Object.assign(d, ...extra)
       },
     )
 

@@ -2,7 +2,7 @@
 // such as key verifiers, is ever serialized) and feed the OpenAPI description at /docs.
 import { Type } from 'typebox'
 import { DEVICE_ID_PATTERN, MAX_TAG_VALUE_LENGTH, MAX_TAGS, TAG_KEY_PATTERN } from '../../registry/ids.js'
-import { MODEL_REF_PATTERN } from '../../registry/models.js'
+import { MAX_MODEL_KEY, MODEL_REF_PATTERN } from '../../registry/models.js'
 import { MAX_PAGE } from '../../registry/query.js'
 
 export const ErrorBody = Type.Object(
@@ -52,8 +52,21 @@ export const Presence = Type.Object(
   { $id: 'Presence' },
 )
 
+export const ModelBinding = Type.Object(
+  {
+    id: Type.String({ description: 'model id' }),
+    version: Type.Integer({ minimum: 1 }),
+    key: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_MODEL_KEY, description: 'registered models only' })),
+    source: Type.Union([Type.Literal('registry'), Type.Literal('key'), Type.Literal('self')], {
+      description: "registry: the device's modelId; key: the device sent the model's key; self: it described itself",
+    }),
+    at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'ModelBinding', description: 'the model the device is bound to (docs/models.md)' },
+)
+
 export const DeviceWithPresence = Type.Object(
-  { ...Device.properties, presence: Presence },
+  { ...Device.properties, presence: Presence, model: Type.Optional(ModelBinding) },
   { $id: 'DeviceWithPresence' },
 )
 

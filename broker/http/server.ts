@@ -13,9 +13,9 @@ import { errors } from '../../registry/errors.js'
 import type { RegistryService } from '../../registry/service.js'
 import type { Logger } from '../log.js'
 import type { Metrics } from '../metrics.js'
-import { deviceRoutes } from './devices.js'
+import { type DeviceFields, deviceRoutes } from './devices.js'
 import { createErrorHandler } from './errors.js'
-import { Device, DeviceWithPresence, ErrorBody, Keys, Presence } from './schemas.js'
+import { Device, DeviceWithPresence, ErrorBody, Keys, ModelBinding, Presence } from './schemas.js'
 
 export interface HealthReport {
   ok: boolean
@@ -31,6 +31,8 @@ export interface HttpDeps {
   health(): Promise<HealthReport>
   /** Extra authenticated routes (later capabilities add theirs here). */
   routes?: FastifyPluginAsyncTypebox[]
+  /** Fields capabilities add to `GET /devices/{id}`. */
+  deviceFields?: DeviceFields[]
 }
 
 /** Largest request body; device documents are small. */
@@ -71,7 +73,7 @@ export async function createHttpServer(deps: HttpDeps) {
     })
   })
 
-  for (const s of [ErrorBody, Device, Presence, DeviceWithPresence, Keys]) app.addSchema(s)
+  for (const s of [ErrorBody, Device, Presence, ModelBinding, DeviceWithPresence, Keys]) app.addSchema(s)
   await app.register(swagger, {
     openapi: {
       info: { title: 'FleetHub HTTP API', version: deps.version, description: 'Device registry and fleet management' },
@@ -95,7 +97,7 @@ export async function createHttpServer(deps: HttpDeps) {
       const token = h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined
       if (!token || !sameSecret(token, deps.adminToken)) throw new errors.UNAUTHORIZED()
     })
-    await scoped.register(deviceRoutes(deps.registry))
+    await scoped.register(deviceRoutes(deps.registry, deps.deviceFields ?? []))
     for (const r of deps.routes ?? []) await scoped.register(r)
   })
 

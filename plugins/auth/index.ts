@@ -10,6 +10,7 @@ import { checkPassword, sameSecret } from '../../registry/credentials.js'
 import { errors } from '../../registry/errors.js'
 import { isDeviceId, SERVICE_PREFIX, serviceNameOf } from '../../registry/ids.js'
 import { devicePrefix } from '../../registry/topics.js'
+import { isDeviceEvent } from '../../registry/types.js'
 import { CredentialCache } from './cache.js'
 
 export interface AuthPluginOptions {
@@ -35,7 +36,7 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
       })
       host.provide('auth.cache', cache)
       const unsubscribe = registry.store.events.subscribe(function evictOnRegistryEvent(e) {
-        cache.evict(e.deviceId)
+        if (isDeviceEvent(e)) cache.evict(e.deviceId)
       })
       host.onClose(unsubscribe)
 

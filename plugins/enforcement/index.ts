@@ -5,7 +5,7 @@
 // Gateways learn of children created or deleted while they are connected.
 import type { Plugin } from '../../broker/plugin-host.js'
 import type { Session } from '../../broker/session.js'
-import type { RegistryEvent } from '../../registry/types.js'
+import { isDeviceEvent, type RegistryEvent } from '../../registry/types.js'
 
 /** How long a revocation is remembered for sessions still being set up (ms, monotonic clock). */
 const RECENT_MS = 10_000
@@ -31,6 +31,7 @@ export function enforcementPlugin(): Plugin {
       }
 
       function onEvent(e: RegistryEvent) {
+        if (!isDeviceEvent(e)) return
         if (REVOKING.has(e.type)) {
           remember(e.deviceId)
           const s = broker.localSession(e.deviceId)

@@ -3,7 +3,7 @@
 // (one desired patch for every device a query selects, a page per request).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { decodeCursor, encodeCursor } from '../../broker/http/cursor.js'
+import { decodeCursor, encodeCursor } from '../../broker/http/pages.js'
 import { errors } from '../../registry/errors.js'
 import { TAG_KEY_PATTERN } from '../../registry/ids.js'
 import { MAX_PAGE } from '../../registry/query.js'

@@ -14,44 +14,13 @@ import type {
 import { MAX_SCAN, matchesQuery } from '../query.js'
 import { emptyTwin, type TwinRecord } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
+import { createModelStore, type DeviceModelState } from './models.js'
+import { SortedIds } from './sorted-ids.js'
 
 const copy = structuredClone
 
-/** Sorted set of ids, in the byte order Redis uses for ZRANGEBYLEX (ids are ASCII). */
-class SortedIds {
-  private ids: string[] = []
-
-  private indexOf(id: string): number {
-    let lo = 0
-    let hi = this.ids.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if ((this.ids[mid] as string) < id) lo = mid + 1
-      else hi = mid
-    }
-    return lo
-  }
-
-  add(id: string): void {
-    const i = this.indexOf(id)
-    if (this.ids[i] !== id) this.ids.splice(i, 0, id)
-  }
-
-  remove(id: string): void {
-    const i = this.indexOf(id)
-    if (this.ids[i] === id) this.ids.splice(i, 1)
-  }
-
-  /** Ids after `after` (exclusive), in order. */
-  *from(after: string | undefined): Generator<string> {
-    let i = after === undefined ? 0 : this.indexOf(after)
-    if (after !== undefined && this.ids[i] === after) i++
-    for (; i < this.ids.length; i++) yield this.ids[i] as string
-  }
-}
-
-function createDeviceStore(): DeviceStore {
-  const records = new Map<string, DeviceRecord>()
+/** `forget` drops what other stores keep with the device (its model binding). */
+function createDeviceStore(records: Map<string, DeviceRecord>, forget: (id: string) => void): DeviceStore {
   const order = new SortedIds()
   return {
     async create(record) {
@@ -81,6 +50,7 @@ function createDeviceStore(): DeviceStore {
       if (!r) return undefined
       records.delete(id)
       order.remove(id)
+      forget(id)
       return r
     },
     async list(q: DeviceQuery): Promise<DevicePage> {
@@ -257,12 +227,15 @@ export interface MemoryStoreOptions {
 }
 
 export function createMemoryStore(opts: MemoryStoreOptions = {}): RegistryStore {
+  const records = new Map<string, DeviceRecord>()
+  const deviceModels = new Map<string, DeviceModelState>()
   return {
     kind: 'memory',
-    devices: createDeviceStore(),
+    devices: createDeviceStore(records, (id) => deviceModels.delete(id)),
     presence: createPresenceStore(),
     twins: createTwinStore(),
     commands: createCommandStore(),
+    models: createModelStore(deviceModels, (id) => records.has(id)),
     events: createEvents(opts.onError ?? (() => {})),
     async ping() {},
     async close() {},

@@ -1,6 +1,7 @@
 // Every Redis key FleetHub uses is built here. Per-device keys carry the device id as a hash tag
 // (`{id}`), so a script that touches one device touches one cluster slot. Device ids cannot contain
-// braces (see ids.ts), so the tag is always exactly the id.
+// braces (see ids.ts), so the tag is always exactly the id. Registered models share one tag,
+// `{models}`, so one script can take a key and store a version atomically (there are at most 65535).
 export interface RedisKeys {
   device(id: string): string
   presence(id: string): string
@@ -8,6 +9,16 @@ export interface RedisKeys {
   command(deviceId: string, id: string): string
   commandQueue(deviceId: string): string
   idempotency(deviceId: string, key: string): string
+  /** A device's model binding and self-description (a hash). */
+  deviceModel(id: string): string
+  /** A model's versions: a hash of version → document. */
+  model(id: string): string
+  /** Model key → `id@version`. */
+  modelKeys: string
+  /** The last model key handed out. */
+  modelKeySeq: string
+  /** All model ids, a sorted set scored 0 and read in lexicographic order. */
+  allModels: string
   /** All device ids, a sorted set scored 0 and read in lexicographic order. */
   allDevices: string
   byStatus(status: string): string
@@ -25,6 +36,11 @@ export function createKeys(prefix: string): RedisKeys {
     command: (deviceId, id) => `${prefix}:{${deviceId}}:cmd:${id}`,
     commandQueue: (deviceId) => `${prefix}:{${deviceId}}:cmdq`,
     idempotency: (deviceId, key) => `${prefix}:{${deviceId}}:idem:${key}`,
+    deviceModel: (id) => `${prefix}:{${id}}:model`,
+    model: (id) => `${prefix}:{models}:model:${id}`,
+    modelKeys: `${prefix}:{models}:keys`,
+    modelKeySeq: `${prefix}:{models}:seq`,
+    allModels: `${prefix}:{models}:ids`,
     allDevices: `${prefix}:idx:devices`,
     byStatus: (status) => `${prefix}:idx:status:${status}`,
     // tag keys are [A-Za-z0-9_.-]; values are free text, so they are percent-encoded

@@ -1,5 +1,6 @@
 // Lua scripts, registered with ioredis defineCommand. Each touches the keys of one device (one hash
-// tag). Merges happen in TypeScript; the scripts only compare revisions and set.
+// tag), or of the models (`{models}`). Merges happen in TypeScript; the scripts only compare
+// revisions and set.
 import type { Redis } from 'ioredis'
 
 const scripts = {
@@ -14,11 +15,40 @@ local rev = redis.call('HGET', KEYS[1], 'rev')
 if rev ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'doc', ARGV[3])
 return 1`,
-  // KEYS[1] device hash, KEYS[2] presence hash; returns the removed doc or nil.
+  // KEYS: device hash, presence hash, model binding hash; returns the removed doc or nil.
   fhDeviceDelete: `
 local doc = redis.call('HGET', KEYS[1], 'doc')
-if doc then redis.call('DEL', KEYS[1], KEYS[2]) end
+if doc then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
 return doc`,
+  // KEYS: device hash, model binding hash; ARGV: field, value. Set only while the device exists
+  // (so a binding never outlives a device deleted meanwhile): 1 when set.
+  fhDeviceModelSet: `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'v', '1', ARGV[1], ARGV[2])
+return 1`,
+  // KEYS: the model's version hash, key → ref hash, id index, key counter. ARGV: version, id, max
+  // key, document head, document tail (the document is head .. key .. tail). Returns the key; 0 when
+  // the version exists, -1 when every key is taken. A refused create takes no key.
+  fhModelCreate: `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[3]) then return -1 end
+local key = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4] .. key .. ARGV[5])
+redis.call('HSET', KEYS[2], key, ARGV[2] .. '@' .. ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[2])
+return key`,
+  // KEYS[1] the model's version hash; ARGV[1] a version, or '' for the highest. The document or nil.
+  fhModelGet: `
+local v = ARGV[1]
+if v == '' then
+  local best = 0
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if tonumber(f) > best then best = tonumber(f) end
+  end
+  if best == 0 then return nil end
+  v = tostring(best)
+end
+return redis.call('HGET', KEYS[1], v)`,
   // KEYS[1] presence hash; ARGV: node, session, at, transport. Returns the sequence number.
   fhPresenceUp: `
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
@@ -76,7 +106,20 @@ type ScriptName = keyof typeof scripts
 export interface ScriptCalls {
   fhDeviceCreate(key: string, v: number, rev: number, doc: string): Promise<number>
   fhDeviceCas(key: string, expectedRev: number, rev: number, doc: string): Promise<number>
-  fhDeviceDelete(key: string, presenceKey: string): Promise<string | null>
+  fhDeviceDelete(key: string, presenceKey: string, modelKey: string): Promise<string | null>
+  fhDeviceModelSet(key: string, modelKey: string, field: string, value: string): Promise<number>
+  fhModelCreate(
+    model: string,
+    keys: string,
+    ids: string,
+    seq: string,
+    version: number,
+    id: string,
+    maxKey: number,
+    head: string,
+    tail: string,
+  ): Promise<number>
+  fhModelGet(model: string, version: string): Promise<string | null>
   fhPresenceUp(key: string, node: string, session: string, at: string, transport: string): Promise<number>
   fhPresenceDown(key: string, session: string, at: string): Promise<[number, number]>
   fhTwinCas(
@@ -105,7 +148,10 @@ export interface ScriptCalls {
 const keyCounts: Record<ScriptName, number> = {
   fhDeviceCreate: 1,
   fhDeviceCas: 1,
-  fhDeviceDelete: 2,
+  fhDeviceDelete: 3,
+  fhDeviceModelSet: 2,
+  fhModelCreate: 4,
+  fhModelGet: 1,
   fhPresenceUp: 1,
   fhPresenceDown: 1,
   fhTwinCas: 1,

@@ -11,6 +11,7 @@ import { MAX_SCAN, matchesQuery } from '../query.js'
 import { emptySide, type TwinRecord, type TwinSide } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
 import { createKeys, type RedisKeys } from './keys.js'
+import { createModelStore } from './models.js'
 import { defineScripts, type ScriptCalls } from './scripts.js'
 
 /** Format version of stored device documents. */
@@ -122,7 +123,7 @@ function createDeviceStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): Devic
       return ok
     },
     async delete(id) {
-      const r = decode(await s.fhDeviceDelete(keys.device(id), keys.presence(id)))
+      const r = decode(await s.fhDeviceDelete(keys.device(id), keys.presence(id), keys.deviceModel(id)))
       if (r) await removeFromIndexes(id, indexKeysOf(keys, r))
       return r
     },
@@ -363,6 +364,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Registr
     presence: createPresenceStore(redis, keys, s),
     twins: createTwinStore(redis, keys, s),
     commands: createCommandStore(redis, keys, s),
+    models: createModelStore(redis, keys, s),
     events: createEvents(redis, sub, keys, onError),
     async ping() {
       await withTimeout(redis.ping(), 1000, 'Redis did not answer PING within 1 s')

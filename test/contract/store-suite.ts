@@ -3,7 +3,8 @@
 import type { Test } from 'tap'
 import { verifiersOf } from '../../registry/credentials.js'
 import type { RegistryStore } from '../../registry/ports.js'
-import type { DeviceRecord, RegistryEvent } from '../../registry/types.js'
+import type { DeviceEvent, DeviceRecord, RegistryEvent } from '../../registry/types.js'
+import { modelContract } from './model-suite.js'
 
 export interface StoreFactory {
   /** A fresh, empty store. */
@@ -225,9 +226,9 @@ export function storeContract(t: Test, f: StoreFactory): void {
   t.test('registry events reach every subscriber', async (t) => {
     const s = await fresh(t)
     const a: RegistryEvent[] = []
-    const b: RegistryEvent[] = []
+    const b: DeviceEvent[] = []
     const offA = s.events.subscribe((e) => a.push(e))
-    s.events.subscribe((e) => b.push(e))
+    s.events.subscribe((e) => b.push(e as DeviceEvent))
     const e: RegistryEvent = { type: 'device.disabled', deviceId: 'x', origin: 'n1', at: 'T' }
     await s.events.publish(e)
     t.ok(await waitFor(() => a.length === 1 && b.length === 1))
@@ -245,7 +246,7 @@ export function storeContract(t: Test, f: StoreFactory): void {
     s.events.subscribe(() => {
       throw new Error('boom')
     })
-    s.events.subscribe((e) => got.push(e.deviceId))
+    s.events.subscribe((e) => got.push(e.type))
     await s.events.publish({ type: 'device.updated', deviceId: 'y', origin: 'n', at: 'T' })
     t.ok(await waitFor(() => got.length === 1))
   })
@@ -288,4 +289,6 @@ export function storeContract(t: Test, f: StoreFactory): void {
       t.ok((await other.presence.liveNodes()).has('node-a'))
     })
   }
+
+  modelContract(t, f, fresh)
 }
