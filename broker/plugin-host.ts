@@ -22,7 +22,8 @@ export type AuthorizeHook = (session: Session, topic: string) => Decision | Prom
 export type SessionHook = (session: Session) => void | Promise<void>
 /** After a SUBACK: the topics the client was granted (refused ones are left out). */
 export type SubscribedHook = (session: Session, topics: readonly string[]) => void | Promise<void>
-export type UplinkHandler = (msg: UplinkMessage) => Promise<void>
+/** Handles one uplink message; returns nothing when it is done at once (no promise on the hot path). */
+export type UplinkHandler = (msg: UplinkMessage) => Promise<void> | undefined
 
 export interface HookTypes {
   authenticate: AuthenticateHook

@@ -280,7 +280,16 @@ export function createHooks(deps: HookDeps) {
       const handler = kind && host.handlerFor(kind)
       if (!handler) return callback(null)
       const qos = packet.qos
-      handler({ session, deviceId, kind: kind as string, topic, payload: packet.payload as Buffer, qos }).then(
+      const pending = handler({
+        session,
+        deviceId,
+        kind: kind as string,
+        topic,
+        payload: packet.payload as Buffer,
+        qos,
+      })
+      if (pending === undefined) return callback(null)
+      pending.then(
         () => callback(null),
         (err: Error) => {
           metrics.rejected.inc({ reason: 'handler_error' })

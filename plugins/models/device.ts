@@ -122,22 +122,25 @@ export function createModelDevice(deps: {
     }
   }
 
+  async function decodeTelemetry(m: UplinkMessage): Promise<void> {
+    const model = await modelFor(m.deviceId)
+    if (typeof model === 'string') return refuse(m, 'no_model', model)
+    const r = await decoder.decode(model.key, model, 'telemetry', m.payload, Date.now())
+    if (!r.ok) return refuse(m, 'invalid', r.error, model)
+    if (!('json' in r)) return
+    metrics.readingsDecoded.inc(r.readings)
+    await broker.publish(deviceTopic(m.deviceId, 'telemetry/decoded'), r.json, { qos: m.qos > 0 ? 1 : 0 })
+  }
+
   return {
     /** `$iot/{id}/model`: a 2-byte key, or a self-description. */
     model(m: UplinkMessage): Promise<void> {
       return m.payload.length === 2 ? bindKey(m) : describe(m)
     },
 
-    /** `$iot/{id}/telemetry`: compact frames are decoded; anything else passes as it is. */
-    async telemetry(m: UplinkMessage): Promise<void> {
-      if (!isCompactFrame(m.payload)) return
-      const model = await modelFor(m.deviceId)
-      if (typeof model === 'string') return refuse(m, 'no_model', model)
-      const r = await decoder.decode(model.key, model, 'telemetry', m.payload, Date.now())
-      if (!r.ok) return refuse(m, 'invalid', r.error, model)
-      if (!('json' in r)) return
-      metrics.readingsDecoded.inc(r.readings)
-      await broker.publish(deviceTopic(m.deviceId, 'telemetry/decoded'), r.json, { qos: m.qos > 0 ? 1 : 0 })
+    /** `$iot/{id}/telemetry`: compact frames are decoded; anything else passes as it is, at no cost. */
+    telemetry(m: UplinkMessage): Promise<void> | undefined {
+      return isCompactFrame(m.payload) ? decodeTelemetry(m) : undefined
     },
 
     /** A compact `twin/reported` frame, for the twins plugin: the patch, or why there is none (reported). */
