@@ -11,6 +11,8 @@ export interface FleetHubOptions {
   redisUrl?: string
   /** Directory for a V8 CPU profile of the broker (written when it stops). */
   cpuProfDir?: string
+  /** More FLEETHUB_* settings (e.g. FLEETHUB_DECODE_POLICY for the compact-decode scenario). */
+  env?: Record<string, string>
 }
 
 const CLI = fileURLToPath(new URL('../../broker/cli.js', import.meta.url))
@@ -34,6 +36,7 @@ function brokerEnv(opts: FleetHubOptions, adminToken: string): NodeJS.ProcessEnv
     FLEETHUB_LOG_LEVEL: 'info',
   })
   if (opts.redisUrl) env.FLEETHUB_REDIS_URL = opts.redisUrl
+  Object.assign(env, opts.env)
   return env
 }
 

@@ -12,6 +12,8 @@ export interface StartOptions {
   cpuProfDir?: string
   /** Users for brokers that take a password file (Mosquitto); the others authenticate their own way. */
   users?: readonly MosquittoUser[]
+  /** More FLEETHUB_* settings for FleetHub (the others have none). */
+  fleethubEnv?: Record<string, string>
 }
 
 export function startBroker(kind: BrokerKind, opts: StartOptions): Promise<RunningBroker> {
@@ -21,7 +23,7 @@ export function startBroker(kind: BrokerKind, opts: StartOptions): Promise<Runni
   }
   switch (kind) {
     case 'fleethub':
-      return startFleetHub(common)
+      return startFleetHub({ ...common, ...(opts.fleethubEnv ? { env: opts.fleethubEnv } : {}) })
     case 'aedes':
       return startAedes(common)
     case 'mosquitto':

@@ -23,6 +23,8 @@ export interface StackOptions {
   cpuProfDir?: string
   /** Users for a password file (Mosquitto's connect storm). */
   users?: readonly MosquittoUser[]
+  /** More FLEETHUB_* settings for a FleetHub broker. */
+  env?: Record<string, string>
 }
 
 export async function startStack(target: Target, opts: StackOptions = {}): Promise<Stack> {
@@ -34,6 +36,7 @@ export async function startStack(target: Target, opts: StackOptions = {}): Promi
       ...(redis ? { redisUrl: redis.url } : {}),
       ...(opts.cpuProfDir ? { cpuProfDir: opts.cpuProfDir } : {}),
       ...(opts.users ? { users: opts.users } : {}),
+      ...(opts.env ? { fleethubEnv: opts.env } : {}),
     })
   } catch (err) {
     await redis?.stop()

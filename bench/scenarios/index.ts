@@ -1,6 +1,7 @@
 // The scenarios `npm run bench -- <scenario>` knows, by name, in the order `all` runs them. A new
 // scenario is one file in this folder and one line here.
 import type { Scenario } from '../lib/scenario.js'
+import { compactDecode } from './compact-decode.js'
 import { connectRate } from './connect-rate.js'
 import { connectStorm } from './connect-storm.js'
 import { fanIn } from './fan-in.js'
@@ -19,6 +20,7 @@ export const SCENARIOS: readonly Scenario[] = [
   idleMemory,
   latency,
   overload,
+  compactDecode,
   connectRate,
 ]
 

@@ -1,0 +1,250 @@
+// compact-decode: device models' compact frames (docs/models.md), FleetHub only.
+//   wire: payload bytes of one 10-field reading as self-describing JSON, as JSON with a registered
+//         model, and as a compact frame (alone and in a batch of 100): computed, no broker.
+//   decode: devices bound to a registered model by its 2-byte key send compact telemetry frames
+//         (QoS 1, a window of frames in flight each) and one service reads the decoded JSON on
+//         `$iot/+/telemetry/decoded`: readings decoded per second end to end, with the broker's
+//         event-loop delay (p99, from its /metrics) and CPU, for each decode policy (inline, in the
+//         worker pool) and frame size (1 reading, 100 readings).
+import mqttPacket from 'mqtt-packet'
+import { createCodec } from '../../registry/compact.js'
+import { keyBytes, type Model } from '../../registry/models.js'
+import { sampleValue, scrapeMetrics } from '../lib/broker-metrics.js'
+import { openCpuWindow, selfCpu } from '../lib/cpu-time.js'
+import { request } from '../lib/http.js'
+import { identitiesFor, ids } from '../lib/identities.js'
+import { type BenchClient, connectClient } from '../lib/mqtt-client.js'
+import { medianColumn } from '../lib/report.js'
+import type { RunContext, Scenario } from '../lib/scenario.js'
+import { nowMs, sleep } from '../lib/time.js'
+
+/** A realistic sensor: 10 telemetry fields (the model of test/helpers/models.ts). */
+export const AIR_MODEL = {
+  id: 'bench.air',
+  version: 1,
+  properties: [{ name: 'firmware', type: 'string', maxLength: 32 }],
+  telemetry: [
+    { name: 'temperature', type: 'number', unit: 'Cel', scale: 0.1, minimum: -40, maximum: 125 },
+    { name: 'humidity', type: 'number', unit: '%RH', scale: 0.1, minimum: 0, maximum: 100 },
+    { name: 'pressure', type: 'number', unit: 'hPa', scale: 0.1 },
+    { name: 'co2', type: 'integer', unit: 'ppm' },
+    { name: 'voc', type: 'integer', unit: 'ppb' },
+    { name: 'pm25', type: 'integer', unit: 'ug/m3' },
+    { name: 'pm10', type: 'integer', unit: 'ug/m3' },
+    { name: 'battery', type: 'number', unit: 'V', scale: 0.01 },
+    { name: 'rssi', type: 'integer', unit: 'dBm' },
+    { name: 'door', type: 'string', enum: ['open', 'closed'] },
+  ],
+  commands: [],
+} as const
+
+const READING = {
+  temperature: 21.5,
+  humidity: 40.2,
+  pressure: 1013.2,
+  co2: 412,
+  voc: 120,
+  pm25: 8,
+  pm10: 12,
+  battery: 3.71,
+  rssi: -67,
+  door: 'closed',
+}
+
+const PUBLISHERS = 10
+const TIMEOUT_MS = 10_000
+const CASES = [
+  { policy: 'inline', batch: 1, window: 64 },
+  { policy: 'pool', batch: 1, window: 64 },
+  { policy: 'inline', batch: 100, window: 8 },
+  { policy: 'pool', batch: 100, window: 8 },
+] as const
+
+/** Payload bytes of the same reading in the three encodings. */
+export function wireSizes() {
+  const codec = createCodec(AIR_MODEL as unknown as Model)
+  const selfDescribing = JSON.stringify({
+    model: AIR_MODEL.id,
+    fields: AIR_MODEL.telemetry.map((f) => ({
+      name: f.name,
+      type: f.type,
+      ...('unit' in f ? { unit: f.unit } : {}),
+      value: READING[f.name as keyof typeof READING],
+    })),
+  })
+  const named = JSON.stringify(READING)
+  const one = codec.encodeTelemetry(READING)
+  const hundred = codec.encodeTelemetry(Array.from({ length: 100 }, () => READING))
+  return {
+    selfDescribingBytes: Buffer.byteLength(selfDescribing),
+    namedJsonBytes: Buffer.byteLength(named),
+    compactBytes: one.length,
+    compactBatchBytesPerReading: hundred.length / 100,
+    ratioSelfToCompact: Buffer.byteLength(selfDescribing) / one.length,
+  }
+}
+
+function publishFrame(topic: string, payload: Buffer, messageId: number): Buffer {
+  return mqttPacket.generate({ cmd: 'publish', topic, payload, qos: 1, messageId, dup: false, retain: false })
+}
+
+async function api(url: string, token: string, method: string, path: string, body?: unknown) {
+  const r = await request(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+    timeoutMs: TIMEOUT_MS,
+  })
+  const text = await r.text()
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text.slice(0, 200)}`)
+  return JSON.parse(text)
+}
+
+async function measureCase(ctx: RunContext, c: (typeof CASES)[number]) {
+  const o = ctx.options
+  const warmupMs = o.quick ? 300 : 2000
+  const measureMs = o.quick ? 1000 : 5000
+  const stack = await ctx.startStack({ env: { FLEETHUB_DECODE_POLICY: c.policy, FLEETHUB_DECODE_THREADS: '1' } })
+  try {
+    const brokerApi = stack.broker.api
+    if (!brokerApi) throw new Error('compact-decode needs FleetHub')
+    const model = (await api(brokerApi.url, brokerApi.adminToken, 'POST', '/models', AIR_MODEL)) as Model
+    const codec = createCodec(model)
+    const frame = codec.encodeTelemetry(c.batch === 1 ? READING : Array.from({ length: c.batch }, () => READING))
+    const who = identitiesFor(stack.broker)
+    const devices = await who.devices(ids('c', PUBLISHERS))
+    const port = stack.broker.mqttPort
+    const clients: BenchClient[] = []
+    try {
+      // the service reading the decoded stream: counts messages (each one a frame's readings)
+      const svc = await connectClient({
+        transport: 'tcp',
+        port,
+        identity: who.service('bench-svc-compact'),
+        timeoutMs: TIMEOUT_MS,
+      })
+      clients.push(svc)
+      let decoded = 0
+      let firstJson = ''
+      svc.handlers.message = (buf, at, end) => {
+        decoded++
+        if (!firstJson) firstJson = buf.toString('utf8', at, end)
+      }
+      await svc.subscribe(['$iot/+/telemetry/decoded'], 0, TIMEOUT_MS)
+
+      let sent = 0
+      let running = true
+      const pubs = await Promise.all(
+        devices.map(async (identity) => {
+          const client = await connectClient({ transport: 'tcp', port, identity, timeoutMs: TIMEOUT_MS })
+          clients.push(client)
+          const topic = `$iot/${identity.clientId}/telemetry`
+          client.wire.write(publishFrame(`$iot/${identity.clientId}/model`, keyBytes(model.key), 1))
+          let nextId = 2
+          let inFlight = 0
+          const send = () => {
+            while (running && inFlight < c.window) {
+              inFlight++
+              sent++
+              client.wire.write(publishFrame(topic, frame, nextId))
+              nextId = nextId === 65_000 ? 2 : nextId + 1
+            }
+          }
+          client.handlers.puback = (id) => {
+            if (id === 1) return // the binding
+            inFlight--
+            send()
+          }
+          return { send }
+        }),
+      )
+      // the bindings are stored before the first frame is read (one connection, in order), but
+      // give them a moment to be seen by every cache
+      await sleep(200)
+      for (const p of pubs) p.send()
+      await sleep(warmupMs)
+      await scrapeMetrics(brokerApi.url) // resets the event-loop delay histogram
+      const d0 = decoded
+      const cpuWindow = openCpuWindow({ ...stack.cpuReaders(), generator: selfCpu() })
+      const t0 = nowMs()
+      await sleep(measureMs)
+      const seconds = (nowMs() - t0) / 1000
+      const cpu = cpuWindow.close()
+      const frames = decoded - d0
+      const metrics = await scrapeMetrics(brokerApi.url)
+      running = false
+      const loopP99Ms = sampleValue(metrics, 'fleethub_process_nodejs_eventloop_lag_p99_seconds') * 1000
+      const errors = sampleValue(metrics, 'fleethub_decode_errors_total', {
+        model: `${model.id}@${model.version}`,
+        reason: 'invalid',
+      })
+      const pooled = sampleValue(metrics, 'fleethub_frames_decoded_total', {
+        kind: 'telemetry',
+        where: 'pool',
+        result: 'ok',
+      })
+      const checked = JSON.parse(firstJson || '{}') as { readings?: { data?: { co2?: number } }[] }
+      if (checked.readings?.length !== c.batch || checked.readings[0]?.data?.co2 !== READING.co2) {
+        throw new Error(`the decoded stream is not what was sent: ${firstJson.slice(0, 200)}`)
+      }
+      if (!stack.broker.alive()) throw new Error('the broker died during the measurement')
+      const figures = {
+        readingsPerSec: (frames * c.batch) / seconds,
+        framesPerSec: frames / seconds,
+        eventLoopP99Ms: loopP99Ms,
+        decodeErrors: Number.isNaN(errors) ? 0 : errors,
+        decodedInPool: Number.isNaN(pooled) ? 0 : pooled,
+        framesSent: sent,
+        ...wireSizes(),
+      }
+      ctx.record({
+        case: `${c.policy}-batch${c.batch}`,
+        params: { policy: c.policy, batch: c.batch, window: c.window, publishers: PUBLISHERS, warmupMs, measureMs },
+        figures,
+        cpu,
+      })
+      ctx.progress(
+        `${c.policy}, ${c.batch} per frame: ${Math.round(figures.readingsPerSec)} readings/s, event loop p99 ${loopP99Ms.toFixed(1)} ms`,
+      )
+    } finally {
+      for (const cl of clients) cl.destroy()
+    }
+  } catch (err) {
+    throw stack.explain(err)
+  } finally {
+    await stack.stop()
+  }
+}
+
+export const compactDecode: Scenario = {
+  name: 'compact-decode',
+  title: 'Compact frames: wire size and decode throughput',
+  summary: 'compact telemetry of a 10-field model: bytes per reading, readings decoded/s inline and in the pool',
+  description:
+    'Wire: payload bytes of one 10-field reading (bench.air) as self-describing JSON (name, type, unit and ' +
+    'value per field), as JSON with a registered model (names and values) and as a compact frame. Decode: ' +
+    `${PUBLISHERS} devices bound by their model's 2-byte key send compact telemetry frames (1 or 100 readings ` +
+    'each) at QoS 1 with a window of frames in flight; one service reads `$iot/+/telemetry/decoded`. Figures: ' +
+    'readings decoded per second end to end and the broker event loop p99 delay (prom-client, over the ' +
+    'measured window), for FLEETHUB_DECODE_POLICY=inline and =pool (one worker thread).',
+  inAll: true,
+  brokers: ['fleethub'],
+  transports: ['tcp'],
+  headline: [{ key: 'readingsPerSec', title: 'readings/s', unit: 'readings/s', better: 'higher', digits: 0 }],
+  columns: [
+    medianColumn('readings/s', (r) => r.figures.readingsPerSec),
+    medianColumn('frames/s', (r) => r.figures.framesPerSec),
+    medianColumn('event loop p99 ms', (r) => r.figures.eventLoopP99Ms, 1),
+    medianColumn('decoded in pool', (r) => r.figures.decodedInPool),
+    medianColumn('decode errors', (r) => r.figures.decodeErrors),
+    medianColumn('self-describing B', (r) => r.figures.selfDescribingBytes),
+    medianColumn('named JSON B', (r) => r.figures.namedJsonBytes),
+    medianColumn('compact B', (r) => r.figures.compactBytes),
+    medianColumn('compact B/reading ×100', (r) => r.figures.compactBatchBytesPerReading, 1),
+    medianColumn('broker CPU %', (r) => r.cpu.broker),
+    medianColumn('generator CPU %', (r) => r.cpu.generator),
+  ],
+  async run(ctx) {
+    for (const c of CASES) await measureCase(ctx, c)
+  },
+}
