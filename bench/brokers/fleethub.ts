@@ -11,6 +11,8 @@ export interface FleetHubOptions {
   redisUrl?: string
   /** Directory for a V8 CPU profile of the broker (written when it stops). */
   cpuProfDir?: string
+  /** FLEETHUB_NODE_ID; unset: the broker picks a random one. */
+  nodeId?: string
 }
 
 const CLI = fileURLToPath(new URL('../../broker/cli.js', import.meta.url))
@@ -34,6 +36,7 @@ function brokerEnv(opts: FleetHubOptions, adminToken: string): NodeJS.ProcessEnv
     FLEETHUB_LOG_LEVEL: 'info',
   })
   if (opts.redisUrl) env.FLEETHUB_REDIS_URL = opts.redisUrl
+  if (opts.nodeId) env.FLEETHUB_NODE_ID = opts.nodeId
   return env
 }
 
@@ -46,7 +49,7 @@ export async function startFleetHub(opts: FleetHubOptions = {}): Promise<Running
   const adminToken = randomBytes(24).toString('base64url')
   const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : []
   const proc = spawnBroker({
-    name: 'fleethub broker',
+    name: opts.nodeId ? `fleethub broker ${opts.nodeId}` : 'fleethub broker',
     cmd: process.execPath,
     args: [...nodeArgs, CLI, 'start'],
     env: brokerEnv(opts, adminToken),
