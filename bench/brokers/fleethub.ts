@@ -13,6 +13,8 @@ export interface FleetHubOptions {
   cpuProfDir?: string
   /** More FLEETHUB_* settings (e.g. FLEETHUB_DECODE_POLICY for the compact-decode scenario). */
   env?: Record<string, string>
+  /** FLEETHUB_NODE_ID; unset: the broker picks a random one. */
+  nodeId?: string
 }
 
 const CLI = fileURLToPath(new URL('../../broker/cli.js', import.meta.url))
@@ -37,6 +39,7 @@ function brokerEnv(opts: FleetHubOptions, adminToken: string): NodeJS.ProcessEnv
   })
   if (opts.redisUrl) env.FLEETHUB_REDIS_URL = opts.redisUrl
   Object.assign(env, opts.env)
+  if (opts.nodeId) env.FLEETHUB_NODE_ID = opts.nodeId
   return env
 }
 
@@ -49,7 +52,7 @@ export async function startFleetHub(opts: FleetHubOptions = {}): Promise<Running
   const adminToken = randomBytes(24).toString('base64url')
   const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : []
   const proc = spawnBroker({
-    name: 'fleethub broker',
+    name: opts.nodeId ? `fleethub broker ${opts.nodeId}` : 'fleethub broker',
     cmd: process.execPath,
     args: [...nodeArgs, CLI, 'start'],
     env: brokerEnv(opts, adminToken),

@@ -10,6 +10,8 @@ export interface StartOptions {
   store: StoreKind | 'none'
   redisUrl?: string
   cpuProfDir?: string
+  /** FleetHub's node id (a cluster's nodes need distinct ones; unset: random). */
+  nodeId?: string
   /** Users for brokers that take a password file (Mosquitto); the others authenticate their own way. */
   users?: readonly MosquittoUser[]
   /** More FLEETHUB_* settings for FleetHub (the others have none). */
@@ -23,7 +25,11 @@ export function startBroker(kind: BrokerKind, opts: StartOptions): Promise<Runni
   }
   switch (kind) {
     case 'fleethub':
-      return startFleetHub({ ...common, ...(opts.fleethubEnv ? { env: opts.fleethubEnv } : {}) })
+      return startFleetHub({
+        ...common,
+        ...(opts.nodeId ? { nodeId: opts.nodeId } : {}),
+        ...(opts.fleethubEnv ? { env: opts.fleethubEnv } : {}),
+      })
     case 'aedes':
       return startAedes(common)
     case 'mosquitto':

@@ -165,34 +165,47 @@ export interface PacedOptions {
   rate: number
 }
 
-/** A fixed total rate: every millisecond or so, each publisher writes the messages that fell due. */
-export function paced(opts: PacedOptions): Flow {
-  const { publishers, rate } = opts
+/**
+ * A fixed rate, whatever the receiver does: about every millisecond, `due(n)` is called with the
+ * number of sends that fell due since the last call (open loop: nothing waits for answers).
+ */
+export function rateTicker(rate: number, due: (n: number) => void): { start(): void; stop(): void } {
   let timer: NodeJS.Timeout | undefined
   let startedAt = 0
-  let due = 0
+  let done = 0
   function tick() {
     const target = Math.floor(((nowMs() - startedAt) * rate) / 1000)
-    const n = target - due
+    const n = target - done
     if (n > 0) {
-      // round-robin: publisher i gets messages i, i + P, i + 2P… of the global sequence
-      const P = publishers.length
-      for (let i = 0; i < P; i++) {
-        const p = publishers[(due + i) % P] as Publisher
-        const share = Math.floor(n / P) + (i < n % P ? 1 : 0)
-        if (share > 0 && !p.client.isClosed) p.writeBatch(share)
-      }
-      due = target
+      done = target
+      due(n)
     }
   }
   return {
     start() {
       startedAt = nowMs()
+      done = 0
       timer = setInterval(tick, 1)
     },
     stop() {
       clearInterval(timer)
     },
-    stalls: 0,
   }
+}
+
+/** A fixed total rate: every millisecond or so, each publisher writes the messages that fell due. */
+export function paced(opts: PacedOptions): Flow {
+  const { publishers, rate } = opts
+  let due = 0
+  const ticker = rateTicker(rate, (n) => {
+    // round-robin: publisher i gets messages i, i + P, i + 2P… of the global sequence
+    const P = publishers.length
+    for (let i = 0; i < P; i++) {
+      const p = publishers[(due + i) % P] as Publisher
+      const share = Math.floor(n / P) + (i < n % P ? 1 : 0)
+      if (share > 0 && !p.client.isClosed) p.writeBatch(share)
+    }
+    due += n
+  })
+  return { start: ticker.start, stop: ticker.stop, stalls: 0 }
 }

@@ -54,18 +54,34 @@ export interface PublishLayout {
   readonly payloadAt: number
 }
 
-export function publishLayout(topic: string, qos: 0 | 1): PublishLayout {
-  const t = Buffer.from(topic)
-  const body = 2 + t.length + (qos > 0 ? 2 : 0) + PAYLOAD_SIZE
+/** A PUBLISH frame with its fixed header and topic written, and room for a payload of `payloadSize`. */
+function publishFrame(topic: Buffer, qos: 0 | 1, payloadSize: number): PublishLayout {
+  const body = 2 + topic.length + (qos > 0 ? 2 : 0) + payloadSize
   const head = [0x30 | (qos << 1), ...remainingLength(body)]
   const frame = Buffer.alloc(head.length + body)
   Buffer.from(head).copy(frame, 0)
-  frame.writeUInt16BE(t.length, head.length)
-  t.copy(frame, head.length + 2)
-  const idAt = qos > 0 ? head.length + 2 + t.length : -1
-  const payloadAt = head.length + 2 + t.length + (qos > 0 ? 2 : 0)
-  payloadTemplate().copy(frame, payloadAt)
+  frame.writeUInt16BE(topic.length, head.length)
+  topic.copy(frame, head.length + 2)
+  const idAt = qos > 0 ? head.length + 2 + topic.length : -1
+  const payloadAt = head.length + 2 + topic.length + (qos > 0 ? 2 : 0)
   return { frame, size: frame.length, idAt, payloadAt }
+}
+
+export function publishLayout(topic: string, qos: 0 | 1): PublishLayout {
+  const layout = publishFrame(Buffer.from(topic), qos, PAYLOAD_SIZE)
+  payloadTemplate().copy(layout.frame, layout.payloadAt)
+  return layout
+}
+
+/**
+ * One PUBLISH with any payload, for the request/answer scenarios (twin patches, command answers),
+ * whose payloads are JSON envelopes of varying size rather than the fixed stamped payload.
+ */
+export function publishPacket(topic: Buffer, payload: Buffer, qos: 0 | 1, packetId: number): Buffer {
+  const { frame, idAt, payloadAt } = publishFrame(topic, qos, payload.length)
+  if (idAt >= 0) frame.writeUInt16BE(packetId, idAt)
+  payload.copy(frame, payloadAt)
+  return frame
 }
 
 /** Writes one stamped PUBLISH at `at` in `buf`. */

@@ -96,6 +96,10 @@ function rowNotes(rows: readonly ResultRecord[], failures: number, isRate: boole
   if (closed.some((v) => v > 0)) notes.push(`clients closed by the broker: ${closed.join('/')}`)
   const others = numbers(rows, (r) => r.cpu.others)
   if (others.length > 0 && median(others) >= 20) notes.push(`other processes used ${Math.round(median(others))} % CPU`)
+  // a VM's neighbours: time the hypervisor gave to other guests slows everything down, unseen otherwise
+  const steal = numbers(rows, (r) => r.cpu.steal)
+  if (steal.length > 0 && median(steal) >= 10)
+    notes.push(`the hypervisor took ${Math.round(median(steal))} % CPU (steal)`)
   if (failures > 0) notes.push(`${failures} run(s) failed`)
   return notes.join('; ') || '–'
 }
@@ -216,7 +220,7 @@ function summary(input: ReportInput): string {
   const rows = scenarios.flatMap((s) => {
     const m = s.headline[0] as Metric
     return casesOf(input.records.filter((r) => r.scenario === s.name)).map((kase) => [
-      `${s.name} (${m.title})`,
+      `${s.name}${kase === 'main' ? '' : ` · ${kase}`} (${m.title})`,
       ...input.targets.map((t) => {
         const v = medianOf(input.records, s.name, t, m.key, kase)
         return v === undefined ? '–' : formatNumber(v, m.digits)
@@ -273,7 +277,8 @@ export function renderReport(input: ReportInput): RenderedReport {
     const mine = input.records.filter((r) => r.scenario === s.name)
     parts.push(`## ${s.title}`, '', s.description, '')
     for (const kase of casesOf(mine)) {
-      const suffix = casesOf(mine).length > 1 || kase !== 'main' ? `-${kase}` : ''
+      // case names may hold spaces, `·` or `/` (`one node · 1,000/s`): file names get letters, digits, - and .
+      const suffix = casesOf(mine).length > 1 || kase !== 'main' ? `-${kase.replace(/[^A-Za-z0-9.]+/g, '-')}` : ''
       if (s.headline.length > 0) {
         if (kase !== 'main') parts.push(`### ${kase}`, '')
         parts.push(comparison(input, s, kase), '')

@@ -31,6 +31,26 @@ export function medianColumn(title: string, pick: (r: ResultRecord) => unknown, 
   return { title, cell: (records) => medianCell(numbers(records, pick), digits) }
 }
 
+/** p50, p90, p99 and max of a round trip (figures latencyP50Ms, latencyP90Ms, latencyP99Ms, latencyMaxMs). */
+export function latencyColumns(): Column[] {
+  return [
+    medianColumn('p50 ms', (r) => r.figures.latencyP50Ms, 2),
+    medianColumn('p90 ms', (r) => r.figures.latencyP90Ms, 2),
+    medianColumn('p99 ms', (r) => r.figures.latencyP99Ms, 2),
+    medianColumn('max ms', (r) => r.figures.latencyMaxMs, 1),
+  ]
+}
+
+/** CPU use by role over the measurement; `brokers` titles the broker's column(s) (a cluster has several). */
+export function cpuColumns(brokers: Record<string, string> = { broker: 'broker CPU %' }): Column[] {
+  return [
+    ...Object.entries(brokers).map(([role, title]) => medianColumn(title, (r) => r.cpu[role])),
+    medianColumn('generator CPU %', (r) => r.cpu.generator),
+    medianColumn('redis CPU %', (r) => r.cpu.redis),
+    medianColumn('others CPU %', (r) => r.cpu.others),
+  ]
+}
+
 /** Counters per record (such as failures by cause), summed over the runs. */
 export function countsColumn(title: string, pick: (r: ResultRecord) => unknown): Column {
   return {

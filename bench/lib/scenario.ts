@@ -76,3 +76,10 @@ export interface Scenario {
   readonly columns: readonly Column[]
   run(ctx: RunContext): Promise<void>
 }
+
+/** What the scenarios of FleetHub's own features (twins, queries, commands) share: FleetHub only, TCP, in `all`. */
+export const FLEETHUB_FEATURE = {
+  inAll: true,
+  brokers: ['fleethub'],
+  transports: ['tcp'],
+} as const satisfies Pick<Scenario, 'inAll' | 'brokers' | 'transports'>

@@ -36,3 +36,53 @@ export function percentilesOf(samples: Float64Array, ps: readonly number[]): num
     return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1] as number
   })
 }
+
+/**
+ * Latency samples kept while `recording` is on (the measurement window), in a preallocated array:
+ * beyond its capacity, later samples are dropped from the percentiles (not from any count).
+ */
+export class Samples {
+  recording = false
+  private readonly values: Float64Array
+  private count = 0
+
+  constructor(capacity: number) {
+    this.values = new Float64Array(capacity)
+  }
+
+  add(v: number): void {
+    if (this.recording && this.count < this.values.length) this.values[this.count++] = v
+  }
+
+  all(): Float64Array {
+    return this.values.subarray(0, this.count)
+  }
+
+  reset(): void {
+    this.count = 0
+  }
+
+  /** p50, p99 (and any others asked for) of what was recorded; NaN for none. */
+  percentiles(ps: readonly number[] = [50, 99]): number[] {
+    return percentilesOf(this.all(), ps)
+  }
+
+  /** The figures of a round trip as the reports name them (see report.ts latencyColumns), in ms. */
+  figures(): {
+    latencyP50Ms: number
+    latencyP90Ms: number
+    latencyP99Ms: number
+    latencyMaxMs: number
+    samples: number
+  } {
+    const [p50, p90, p99, max] = this.percentiles([50, 90, 99, 100]) as [number, number, number, number]
+    return { latencyP50Ms: p50, latencyP90Ms: p90, latencyP99Ms: p99, latencyMaxMs: max, samples: this.count }
+  }
+}
+
+/** Counters by key (e.g. answers by status) gained between two snapshots; keys that did not move are left out. */
+export function countsDelta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [k, v] of Object.entries(after)) if (v !== (before[k] ?? 0)) out[k] = v - (before[k] ?? 0)
+  return out
+}

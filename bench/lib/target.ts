@@ -43,3 +43,9 @@ export interface RunningBroker {
   alive(): boolean
   stop(): Promise<void>
 }
+
+/** FleetHub's HTTP API, for the scenarios that need it (FleetHub only): throws for any other broker. */
+export function fleetHubApi(broker: RunningBroker, scenario: string): { url: string; adminToken: string } {
+  if (!broker.api) throw new Error(`${scenario} needs FleetHub (its HTTP API)`)
+  return broker.api
+}

@@ -3,6 +3,7 @@
 // one) are exact counts, not estimates. Latency samples are kept only while `recording` is on (the
 // measurement window), in a preallocated array.
 import { readStamp, type Stamp } from './payload.js'
+import { Samples } from './stats.js'
 
 class Route {
   bits = new Uint32Array(1024)
@@ -56,9 +57,7 @@ export class DeliveryTracker {
   readonly byPublisher: Float64Array
   /** Deliveries per subscriber, duplicates included. */
   readonly bySubscriber: Float64Array
-  recording = false
-  private latencies: Float64Array
-  private latencyCount = 0
+  private readonly latencies: Samples
   private routes: (Route | undefined)[]
   private scratch: Stamp = { publisher: 0, seq: 0, sentAt: 0 }
   /** Called after each delivery that freed a publisher's window. */
@@ -69,7 +68,7 @@ export class DeliveryTracker {
     this.byPublisher = new Float64Array(opts.publishers)
     this.bySubscriber = new Float64Array(opts.subscribers)
     this.routes = new Array(opts.publishers * opts.subscribers)
-    this.latencies = new Float64Array(opts.latencyCapacity)
+    this.latencies = new Samples(opts.latencyCapacity)
   }
 
   /** Handler for subscriber `sub`'s received messages. */
@@ -94,9 +93,7 @@ export class DeliveryTracker {
     }
     if (outcome === 1) this.outOfOrder++
     this.byPublisher[s.publisher] = (this.byPublisher[s.publisher] as number) + 1
-    if (this.recording && this.latencyCount < this.latencies.length) {
-      this.latencies[this.latencyCount++] = now - s.sentAt
-    }
+    this.latencies.add(now - s.sentAt)
     this.onDelivered?.()
   }
 
@@ -110,11 +107,20 @@ export class DeliveryTracker {
     return this.routes[sub * this.publishers + pub]?.has(seq) ?? false
   }
 
+  /** Latency samples are kept only while this is on (the measurement window). */
+  get recording(): boolean {
+    return this.latencies.recording
+  }
+
+  set recording(on: boolean) {
+    this.latencies.recording = on
+  }
+
   latencySamples(): Float64Array {
-    return this.latencies.subarray(0, this.latencyCount)
+    return this.latencies.all()
   }
 
   resetLatencies(): void {
-    this.latencyCount = 0
+    this.latencies.reset()
   }
 }

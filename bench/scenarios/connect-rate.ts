@@ -17,6 +17,7 @@ import type { Measurement, RunContext, Scenario } from '../lib/scenario.js'
 import { waitMachineQuiet, waitQuiet } from '../lib/settle.js'
 import type { Stack } from '../lib/stack.js'
 import { percentile } from '../lib/stats.js'
+import { fleetHubApi } from '../lib/target.js'
 import { nowMs, sleep } from '../lib/time.js'
 
 type Phase = 'cold' | 'warm'
@@ -145,8 +146,7 @@ function checkCache(phase: Phase, devices: number, c: CacheCounts): string | und
 
 /** connect-rate reads FleetHub's /metrics: it runs on FleetHub only. */
 function apiOf(stack: Stack): { url: string; adminToken: string } {
-  if (!stack.broker.api) throw new Error('connect-rate needs FleetHub (its HTTP API and /metrics)')
-  return stack.broker.api
+  return fleetHubApi(stack.broker, 'connect-rate')
 }
 
 async function oneRun(ctx: RunContext): Promise<void> {
