@@ -45,6 +45,8 @@ const TO_POOL = 0.1
 /** … and must fall below this share (of what it would take inline) to come back. */
 const TO_INLINE = 1 / 30
 const WINDOW_MS = 1000
+/** Inline decoding per event-loop turn, at most (then the rest waits for the next turn). */
+const TURN_BUDGET_NS = 2_000_000
 
 export type Decoder = ReturnType<typeof createDecoder>
 
@@ -98,6 +100,8 @@ export function createDecoder(config: DecoderConfig, log: Logger, metrics: Metri
       minThreads: 1,
       maxThreads: config.threads,
       idleTimeout: 30_000,
+      // no busy waiting for tasks: a worker shares its core with the event loop on small machines
+      atomics: 'disabled',
     })
     return pool
   }
@@ -141,10 +145,27 @@ export function createDecoder(config: DecoderConfig, log: Logger, metrics: Metri
     }
   }
 
+  // Inline decoding takes at most TURN_BUDGET_NS of one event-loop turn; frames past it wait for
+  // the next turn (in order, behind each other), so timers and other clients' I/O are not held up
+  // by a burst of large frames.
+  let turnNs = 0
+  let turnResetScheduled = false
+  const resetTurn = () => {
+    turnNs = 0
+    turnResetScheduled = false
+  }
+  const overBudget = () => turnNs >= TURN_BUDGET_NS
+  const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
   function decodeInline(key: number, model: ModelShape, kind: FrameKind, frame: Uint8Array, receivedAt: number) {
     const t0 = process.hrtime.bigint()
     const r = inline.decode(key, model, kind, frame, receivedAt)
     const ns = Number(process.hrtime.bigint() - t0)
+    turnNs += ns
+    if (!turnResetScheduled) {
+      turnResetScheduled = true
+      setImmediate(resetTurn)
+    }
     inlineNsPerFrame = inlineNsPerFrame * 0.99 + ns * 0.01
     metrics.framesDecoded.inc({ kind, where: 'inline', result: r.ok ? 'ok' : 'error' })
     return r
@@ -168,7 +189,7 @@ export function createDecoder(config: DecoderConfig, log: Logger, metrics: Metri
       windowFrames++
       if (!inPool) {
         // inline still waits behind frames the pool has, so a device's results keep their order
-        if (queued === 0) return decodeInline(key, model, kind, frame, receivedAt)
+        if (queued === 0 && !overBudget()) return decodeInline(key, model, kind, frame, receivedAt)
       }
       while (queued >= config.maxQueued) {
         metrics.decodeBackpressure.inc()
@@ -184,8 +205,9 @@ export function createDecoder(config: DecoderConfig, log: Logger, metrics: Metri
       queued++
       metrics.decodeQueued.set(queued)
       if (!inPool) {
-        // the pool was in use a moment ago: this frame decodes inline, after the pool's frames
-        const mine = settled.then(() => {
+        // behind frames still in the pool, or this turn's budget is spent: inline, after them
+        const mine = settled.then(async () => {
+          if (overBudget()) await nextTurn()
           done(1)
           return decodeInline(key, model, kind, frame, receivedAt)
         })

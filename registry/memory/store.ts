@@ -160,8 +160,19 @@ function createCommandStore(): CommandStore {
   const idem = new Map<string, { id: string; until: number }>()
   const key = (deviceId: string, id: string) => `${deviceId}\u0000${id}`
   const live = <T extends { until: number }>(e: T | undefined) => (e && e.until > Date.now() ? e : undefined)
+  // records past their retention are dropped by a full sweep each time the maps have doubled since
+  // the last one: amortised O(1) per command, and memory bounded by what the retention keeps
+  let sweepAt = 1024
+  function sweep() {
+    if (records.size + idem.size < sweepAt) return
+    const now = Date.now()
+    for (const [k, e] of records) if (e.until <= now) records.delete(k)
+    for (const [k, e] of idem) if (e.until <= now) idem.delete(k)
+    sweepAt = Math.max(1024, 2 * (records.size + idem.size))
+  }
   return {
     async create(r, opts) {
+      sweep()
       const until = Date.now() + opts.retentionMs
       const ik = opts.idempotencyKey === undefined ? undefined : key(r.deviceId, opts.idempotencyKey)
       const existing = ik === undefined ? undefined : live(idem.get(ik))
