@@ -129,11 +129,15 @@ function createDeviceStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): Devic
     },
     async list(q: DeviceQuery): Promise<DevicePage> {
       const index = await drivingIndex(q)
-      const batch = Math.min(Math.max(q.limit * 2, 50), 500)
       const items: DeviceRecord[] = []
       let scanned = 0
       let after = q.after
+      // read as many as are still needed, more after a batch that filters some out: a page whose
+      // devices all match reads each device once (a fixed 2× batch read half of them twice)
+      let factor = 1
       for (;;) {
+        const batch = Math.min(Math.max((q.limit - items.length) * factor, 16), 500)
+        factor = Math.min(factor * 2, 64)
         const ids = await redis.zrangebylex(index, after === undefined ? '-' : `(${after}`, '+', 'LIMIT', 0, batch)
         if (ids.length === 0) return { items }
         const records = await getMany(ids)
