@@ -3,8 +3,9 @@
 // session takes it from there as soon as the session is subscribed to its commands (told on an
 // internal topic, or by the subscription itself), so a command sent between a device's CONNACK and
 // its SUBSCRIBE waits for the SUBSCRIBE instead of going to nobody. Every state change is written
-// with a compare-and-set on the record's state and published on `$iot/{id}/events/command`; every node listens to those events and settles the HTTP requests it
-// holds, so the device and the request may be on different nodes. A request waits for the final
+// with a compare-and-set on the record's state and published on `$iot/{id}/events/command`; every
+// node listens to those events and settles the HTTP requests it holds, so the device and the
+// request may be on different nodes. A request waits for the final
 // answer (or only the acknowledgement) until the command's deadline.
 import { randomUUID } from 'node:crypto'
 import type { Logger } from '../../broker/log.js'
