@@ -81,6 +81,7 @@ export {
   type SampleDeviceSummary,
   type SampleReading,
 } from './sample-device.js'
+export { AIR_MODEL, AIR_READING } from './sample-model.js'
 export {
   type CommandEvent,
   type CommandEventHandler,

@@ -10,20 +10,10 @@ import { createMetrics } from '../broker/metrics.js'
 import { createDecoder } from '../plugins/models/decoder.js'
 import { createCodec, FrameError, isCompactFrame } from '../registry/compact.js'
 import { keyBytes, MAX_SELF_MODEL_BYTES, parseModelRef, validateDefinition } from '../registry/models.js'
-import { sensor } from './helpers/models.js'
+import { AIR_MODEL, AIR_READING } from '../sdk/sample-model.js'
 
-const reading = {
-  temperature: 21.5,
-  humidity: 40.2,
-  pressure: 1013.2,
-  co2: 412,
-  voc: 120,
-  pm25: 8,
-  pm10: 12,
-  battery: 3.71,
-  rssi: -67,
-  door: 'closed',
-}
+const sensor = AIR_MODEL
+const reading = AIR_READING
 
 t.test('definitions: checked, with reasons', async (t) => {
   const def = validateDefinition(sensor)

@@ -11,6 +11,7 @@ import type { App } from '../broker/app.js'
 import { createCodec } from '../registry/compact.js'
 import { keyBytes, type Model } from '../registry/models.js'
 import { connectDevice } from '../sdk/index.js'
+import { AIR_MODEL as sensor } from '../sdk/sample-model.js'
 import {
   ADMIN_TOKEN,
   connect,
@@ -21,7 +22,6 @@ import {
   serviceOpts,
   startTestApp,
 } from './helpers/app.js'
-import { sensor } from './helpers/models.js'
 import { startRedis } from './helpers/redis.js'
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }

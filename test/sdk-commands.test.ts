@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { IPublishPacket, Packet } from 'mqtt'
+import type { Packet } from 'mqtt'
 import { unpack } from 'msgpackr'
 import t from 'tap'
 import type { App } from '../broker/app.js'
@@ -36,6 +36,7 @@ import {
   startTestApp,
   waitFor,
 } from './helpers/app.js'
+import { payloadOf, publishes } from './helpers/sdk.js'
 
 const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/tls')
 const ca = readFileSync(path.join(fixtures, 'cert.pem'))
@@ -51,17 +52,6 @@ async function device(t: Closer, app: App, id: string, key: string, extra: Parti
   t.teardown(() => dev.end(true))
   return dev
 }
-
-/** The PUBLISH packets a client sends or receives on topics ending in `suffix`. */
-function publishes(dev: DeviceClient, direction: 'packetsend' | 'packetreceive', suffix: string): IPublishPacket[] {
-  const seen: IPublishPacket[] = []
-  dev.mqtt.on(direction, (packet: Packet) => {
-    if (packet.cmd === 'publish' && packet.topic.endsWith(suffix)) seen.push(packet)
-  })
-  return seen
-}
-
-const payloadOf = (p: IPublishPacket) => (typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload)
 
 /** Resolves on the client's next accepted CONNACK; rejects after `ms`. */
 function nextConnect(dev: DeviceClient, ms = 5000): Promise<void> {

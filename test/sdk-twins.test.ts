@@ -1,7 +1,7 @@
 // The SDK's twin helpers against a real broker on real sockets: requests and their errors, desired
 // state kept in step (live patches, a lost patch, a device that was offline, a reconnect), remote
 // configuration converging, MessagePack, a gateway's child, and the sample device.
-import type { IPublishPacket, Packet } from 'mqtt'
+import type { IPublishPacket } from 'mqtt'
 import { unpack } from 'msgpackr'
 import t from 'tap'
 import type { App } from '../broker/app.js'
@@ -10,7 +10,6 @@ import {
   connectDevice,
   DesiredHandlerError,
   type DesiredInfo,
-  type DeviceClient,
   type DeviceOptions,
   type JsonObject,
   parseSimulateArgs,
@@ -20,6 +19,7 @@ import {
 } from '../sdk/index.js'
 import { connectService } from '../sdk/service.js'
 import { ADMIN_TOKEN, type Closer, createDevice, mqttUrl, sleep, startTestApp, waitFor } from './helpers/app.js'
+import { payloadOf, publishes } from './helpers/sdk.js'
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
@@ -48,16 +48,6 @@ async function twinView(app: App, id: string) {
 
 const twinStore = (app: App) => app.host.use<TwinApi>('twins').twins
 
-/** The PUBLISH packets a client sends or receives on topics ending in `suffix`. */
-function publishes(dev: DeviceClient, direction: 'packetsend' | 'packetreceive', suffix: string): IPublishPacket[] {
-  const seen: IPublishPacket[] = []
-  dev.mqtt.on(direction, (packet: Packet) => {
-    if (packet.cmd === 'publish' && packet.topic.endsWith(suffix)) seen.push(packet)
-  })
-  return seen
-}
-
-const payloadOf = (p: IPublishPacket) => (typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload)
 const jsonOf = (p: IPublishPacket) => JSON.parse(payloadOf(p).toString())
 
 t.test('get and report round trips; refusals and timeouts are errors', async (t) => {

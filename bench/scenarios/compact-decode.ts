@@ -8,7 +8,8 @@
 //         worker pool) and frame size (1 reading, 100 readings).
 import mqttPacket from 'mqtt-packet'
 import { createCodec } from '../../registry/compact.js'
-import { keyBytes, type Model } from '../../registry/models.js'
+import { keyBytes, type Model, type ModelDefinition } from '../../registry/models.js'
+import { AIR_READING, AIR_MODEL as SAMPLE_MODEL } from '../../sdk/sample-model.js'
 import { sampleValue, scrapeMetrics } from '../lib/broker-metrics.js'
 import { openCpuWindow, selfCpu } from '../lib/cpu-time.js'
 import { request } from '../lib/http.js'
@@ -18,38 +19,9 @@ import { medianColumn } from '../lib/report.js'
 import type { RunContext, Scenario } from '../lib/scenario.js'
 import { nowMs, sleep } from '../lib/time.js'
 
-/** A realistic sensor: 10 telemetry fields (the model of test/helpers/models.ts). */
-export const AIR_MODEL = {
-  id: 'bench.air',
-  version: 1,
-  properties: [{ name: 'firmware', type: 'string', maxLength: 32 }],
-  telemetry: [
-    { name: 'temperature', type: 'number', unit: 'Cel', scale: 0.1, minimum: -40, maximum: 125 },
-    { name: 'humidity', type: 'number', unit: '%RH', scale: 0.1, minimum: 0, maximum: 100 },
-    { name: 'pressure', type: 'number', unit: 'hPa', scale: 0.1 },
-    { name: 'co2', type: 'integer', unit: 'ppm' },
-    { name: 'voc', type: 'integer', unit: 'ppb' },
-    { name: 'pm25', type: 'integer', unit: 'ug/m3' },
-    { name: 'pm10', type: 'integer', unit: 'ug/m3' },
-    { name: 'battery', type: 'number', unit: 'V', scale: 0.01 },
-    { name: 'rssi', type: 'integer', unit: 'dBm' },
-    { name: 'door', type: 'string', enum: ['open', 'closed'] },
-  ],
-  commands: [],
-} as const
-
-const READING = {
-  temperature: 21.5,
-  humidity: 40.2,
-  pressure: 1013.2,
-  co2: 412,
-  voc: 120,
-  pm25: 8,
-  pm10: 12,
-  battery: 3.71,
-  rssi: -67,
-  door: 'closed',
-}
+/** The SDK's sample air sensor (10 telemetry fields), under the bench's own id. */
+export const AIR_MODEL: ModelDefinition = { ...SAMPLE_MODEL, id: 'bench.air' }
+const READING = AIR_READING
 
 const PUBLISHERS = 10
 const TIMEOUT_MS = 10_000
@@ -65,13 +37,13 @@ const TICK_MS = 10
 
 /** Payload bytes of the same reading in the three encodings. */
 export function wireSizes() {
-  const codec = createCodec(AIR_MODEL as unknown as Model)
+  const codec = createCodec(AIR_MODEL)
   const selfDescribing = JSON.stringify({
     model: AIR_MODEL.id,
     fields: AIR_MODEL.telemetry.map((f) => ({
       name: f.name,
       type: f.type,
-      ...('unit' in f ? { unit: f.unit } : {}),
+      ...(f.unit ? { unit: f.unit } : {}),
       value: READING[f.name as keyof typeof READING],
     })),
   })

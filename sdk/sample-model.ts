@@ -1,5 +1,8 @@
-// A realistic sensor model (10 telemetry fields, two properties, a command) for the model tests.
-export const sensor = {
+// A realistic device model to start from (and the one FleetHub's tests and bench use): an air sensor
+// with 10 telemetry fields, two properties and a command, and one reading of it.
+import type { ModelDefinition } from '../registry/models.js'
+
+export const AIR_MODEL: ModelDefinition = {
   id: 'acme.air',
   version: 1,
   properties: [
@@ -19,4 +22,18 @@ export const sensor = {
     { name: 'door', type: 'string', enum: ['open', 'closed'] },
   ],
   commands: [{ name: 'calibrate', request: [{ name: 'offset', type: 'number' }] }],
+}
+
+/** One reading of every AIR_MODEL telemetry field. */
+export const AIR_READING = {
+  temperature: 21.5,
+  humidity: 40.2,
+  pressure: 1013.2,
+  co2: 412,
+  voc: 120,
+  pm25: 8,
+  pm10: 12,
+  battery: 3.71,
+  rssi: -67,
+  door: 'closed',
 }
