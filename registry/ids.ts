@@ -1,5 +1,6 @@
 // Identifier and tag rules shared by the HTTP API, CONNECT and the stores.
 import { errors } from './errors.js'
+import { parseModelRef } from './models.js'
 
 /** Device ids: 1-128 characters from letters, digits and `-._:@` (no `/`, `+`, `#`, `{` or `}`, so
  * an id is always one MQTT topic level and a safe Redis hash tag). Ids starting with `service:` are
@@ -67,4 +68,13 @@ export function serviceNameOf(username: string): string | undefined {
   if (!username.startsWith(SERVICE_PREFIX)) return undefined
   const name = username.slice(SERVICE_PREFIX.length)
   return serviceNameRe.test(name) ? name : undefined
+}
+
+/** Checks a `modelId` given by an operator (BAD_REQUEST when it is not a model reference). */
+export function assertModelRef(modelId: string | undefined): void {
+  if (modelId !== undefined && !parseModelRef(modelId)) {
+    throw new errors.BAD_REQUEST(
+      'modelId is a model id (1-128 characters from letters, digits and -._:), or id@version',
+    )
+  }
 }

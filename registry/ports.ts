@@ -3,6 +3,7 @@
 // `undefined`, never a rejection.
 import type { CommandRecord, CommandState } from './commands.js'
 import type { Model, ModelBinding, ModelDefinition } from './models.js'
+import type { EnrollmentRecord, Registration } from './provisioning.js'
 import type { TwinRecord, TwinSide, TwinSideName } from './twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from './types.js'
 
@@ -137,6 +138,41 @@ export interface ModelStore {
   getSelfModel(deviceId: string): Promise<ModelDefinition | undefined>
 }
 
+export interface EnrollmentPage {
+  items: EnrollmentRecord[]
+  next?: string
+}
+
+export interface RegistrationPage {
+  items: Registration[]
+  next?: string
+}
+
+/**
+ * The bootstrap service's records: enrollments, the registrations it admitted (listed per
+ * enrollment), and single-use marks for provisioning tokens.
+ */
+export interface ProvisioningStore {
+  /** False when the id exists already. */
+  createEnrollment(e: EnrollmentRecord): Promise<boolean>
+  getEnrollment(id: string): Promise<EnrollmentRecord | undefined>
+  /** Replaces the record when its stored `rev` is still `before.rev`; `next.rev` is one more. */
+  replaceEnrollment(next: EnrollmentRecord, before: EnrollmentRecord): Promise<boolean>
+  deleteEnrollment(id: string): Promise<boolean>
+  /** Enrollments in id order; `after` is exclusive. */
+  listEnrollments(q: { after?: string; limit: number }): Promise<EnrollmentPage>
+  getRegistration(registrationId: string): Promise<Registration | undefined>
+  /**
+   * Writes a registration when the stored one's `rev` is still `expectedRev` (0: none stored yet), and
+   * files it under its enrollment (moving it from `previousEnrollment`). False when another write came first.
+   */
+  putRegistration(r: Registration, expectedRev: number, previousEnrollment?: string): Promise<boolean>
+  /** Registrations of one enrollment in registration-id order; `after` is exclusive. */
+  listRegistrations(enrollmentId: string, q: { after?: string; limit: number }): Promise<RegistrationPage>
+  /** Marks `key` used until `ttlMs` from now; false when it was already marked (a replay). */
+  claimOnce(key: string, ttlMs: number): Promise<boolean>
+}
+
 export interface RegistryEvents {
   /** Delivers the event to every subscriber on every node (including this one). */
   publish(event: RegistryEvent): Promise<void>
@@ -151,6 +187,7 @@ export interface RegistryStore {
   readonly twins: TwinStore
   readonly commands: CommandStore
   readonly models: ModelStore
+  readonly provisioning: ProvisioningStore
   readonly events: RegistryEvents
   /** Resolves when the backing store answers; rejects otherwise. */
   ping(): Promise<void>

@@ -1,10 +1,9 @@
 // The registry service: device lifecycle on top of a RegistryStore. Every accepted change is
 // published as a RegistryEvent, which every node receives (to kick sessions and evict caches).
 
-import { type DeviceKeys, generateKeys, verifierOf, verifiersOf } from './credentials.js'
+import { type DeviceKeys, generateKey, generateKeys, verifierOf, verifiersOf } from './credentials.js'
 import { errors } from './errors.js'
-import { assertDeviceId, assertTags, patchTags, type Tags, type TagValue } from './ids.js'
-import { parseModelRef } from './models.js'
+import { assertDeviceId, assertModelRef, assertTags, patchTags, type Tags, type TagValue } from './ids.js'
 import type { RegistryStore } from './ports.js'
 import { MAX_PAGE } from './query.js'
 import {
@@ -161,11 +160,7 @@ export function createRegistryService(deps: RegistryServiceDeps) {
     async createDevice(input: CreateDeviceInput): Promise<{ device: Device; keys: DeviceKeys }> {
       const id = assertDeviceId(input.id)
       const tags = assertTags(input.tags ?? {})
-      if (input.modelId !== undefined && !parseModelRef(input.modelId)) {
-        throw new errors.BAD_REQUEST(
-          'modelId is a model id (1-128 characters from letters, digits and -._:), or id@version',
-        )
-      }
+      assertModelRef(input.modelId)
       if (input.parentId !== undefined) {
         assertDeviceId(input.parentId)
         if (input.parentId === id) throw new errors.BAD_REQUEST('a device cannot be its own parent')
@@ -188,6 +183,44 @@ export function createRegistryService(deps: RegistryServiceDeps) {
       if (!(await store.devices.create(record))) throw new errors.DEVICE_EXISTS(id)
       await emit('device.created', record)
       return { device: toDevice(record), keys }
+    },
+
+    /**
+     * Registers a device from provisioning, or re-registers a known one: its primary key becomes
+     * the one behind `verifier` (a group member's derived key), everything else it has stays. A new
+     * device gets `tags` and `modelId`, and an unknown secondary key (rotate keys to get both).
+     */
+    async provisionDevice(input: {
+      id: string
+      verifier: string
+      tags: Tags
+      modelId?: string
+    }): Promise<{ created: boolean; device: Device }> {
+      const id = assertDeviceId(input.id)
+      const tags = assertTags(input.tags)
+      const at = now().toISOString()
+      const record: DeviceRecord = {
+        id,
+        status: 'enabled',
+        tags,
+        createdAt: at,
+        updatedAt: at,
+        keysRotatedAt: at,
+        rev: 1,
+        verifiers: { primary: input.verifier, secondary: verifierOf(generateKey()) as string },
+      }
+      if (input.modelId !== undefined) record.modelId = input.modelId
+      if (await store.devices.create(record)) {
+        await emit('device.created', record)
+        return { created: true, device: toDevice(record) }
+      }
+      const { before, after } = await update(id, (r) =>
+        r.verifiers.primary === input.verifier
+          ? undefined
+          : { ...r, verifiers: { ...r.verifiers, primary: input.verifier }, keysRotatedAt: now().toISOString() },
+      )
+      if (after !== before) await emit('credential.revoked', after)
+      return { created: false, device: toDevice(after) }
     },
 
     /** The stored record (with verifiers), for authentication. */

@@ -24,6 +24,16 @@ export interface RedisKeys {
   byStatus(status: string): string
   byTag(key: string, value: string): string
   byParent(parentId: string): string
+  /** An enrollment (a hash like a device's: v, rev, doc). */
+  enrollment(id: string): string
+  /** All enrollment ids, a sorted set read in lexicographic order. */
+  allEnrollments: string
+  /** What the bootstrap service remembers of a registration id (its device's hash tag). */
+  registration(registrationId: string): string
+  /** The registration ids of an enrollment, a sorted set. */
+  enrollmentRegistrations(enrollmentId: string): string
+  /** A used provisioning token, kept until it expires. */
+  usedToken(key: string): string
   nodes: string
   events: string
 }
@@ -46,6 +56,11 @@ export function createKeys(prefix: string): RedisKeys {
     // tag keys are [A-Za-z0-9_.-]; values are free text, so they are percent-encoded
     byTag: (key, value) => `${prefix}:idx:tag:${key}:${encodeURIComponent(value)}`,
     byParent: (parentId) => `${prefix}:idx:parent:{${parentId}}`,
+    enrollment: (id) => `${prefix}:{enr:${id}}:enr`,
+    allEnrollments: `${prefix}:idx:enrollments`,
+    registration: (registrationId) => `${prefix}:{${registrationId}}:reg`,
+    enrollmentRegistrations: (enrollmentId) => `${prefix}:idx:enr-regs:{enr:${enrollmentId}}`,
+    usedToken: (key) => `${prefix}:used-token:${key}`,
     nodes: `${prefix}:nodes`,
     events: `${prefix}:events`,
   }
