@@ -8,6 +8,7 @@ import { commandsPlugin } from '../plugins/commands/index.js'
 import { enforcementPlugin } from '../plugins/enforcement/index.js'
 import { modelsPlugin } from '../plugins/models/index.js'
 import { presencePlugin } from '../plugins/presence/index.js'
+import { provisioningPlugin } from '../plugins/provisioning/index.js'
 import { twinsPlugin } from '../plugins/twins/index.js'
 import { createMemoryStore } from '../registry/memory/store.js'
 import type { RegistryStore } from '../registry/ports.js'
@@ -20,16 +21,10 @@ import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { type MqttBackend, memoryBackend, redisBackend } from './mqtt/backend.js'
 import { createMqttBroker, type MqttBroker } from './mqtt/broker.js'
-import { type Plugin, PluginHost } from './plugin-host.js'
+import { type ListenPorts, type Plugin, PluginHost } from './plugin-host.js'
 import type { BrokerPort } from './session.js'
 
-export interface Ports {
-  mqtt: number
-  ws: number
-  http: number
-  mqtts?: number
-  wss?: number
-}
+export type Ports = ListenPorts
 
 export interface App {
   readonly config: Config
@@ -67,6 +62,7 @@ function corePlugins(adminToken: string): Plugin[] {
     twinsPlugin(),
     modelsPlugin(),
     commandsPlugin(),
+    provisioningPlugin(),
   ]
 }
 
@@ -143,6 +139,7 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
       http: typeof address === 'object' && address ? address.port : config.httpPort,
       ...(mqttPorts.mqtts !== undefined ? { mqtts: mqttPorts.mqtts, wss: mqttPorts.wss } : {}),
     }
+    for (const fn of host.listening) fn(ports)
     cleanups.push(async () => stopIdleGc())
     const stopIdleGc = startIdleGc()
     log.info({ ...ports, store: store.kind, node: config.nodeId }, 'listening')

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { isCoded } from '../registry/errors.js'
+import { FLEET_USAGE, parseFleetArgs, runProvisionedFleet } from '../sdk/fleet.js'
 import { runSampleDevice } from '../sdk/sample-device.js'
 import { parseSimulateArgs, SIMULATE_USAGE } from '../sdk/simulate.js'
 // The `fleethub` command. `fleethub start [flags]` runs a node until SIGINT or SIGTERM, then stops
@@ -11,7 +12,7 @@ const USAGE = `usage: fleethub <command> [flags]
 
 commands:
   start      run a FleetHub node (embedded in-memory mode unless FLEETHUB_REDIS_URL is set)
-  simulate   run a sample device (fleethub simulate --help)
+  simulate   run a sample device, or provision a fleet of them (fleethub simulate --help)
   help       show this text
 
 flags of start (each also read from its environment variable):
@@ -57,8 +58,9 @@ async function start(argv: string[]): Promise<void> {
 
 /** A sample device that follows its twin's config and system sections (sdk/sample-device.ts). */
 async function simulate(argv: string[]): Promise<void> {
+  if (argv.includes('--provision')) return simulateFleet(argv)
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(SIMULATE_USAGE)
+    process.stdout.write(`${SIMULATE_USAGE}\nor:\n${FLEET_USAGE}`)
     return
   }
   let opts: ReturnType<typeof parseSimulateArgs>
@@ -73,6 +75,27 @@ async function simulate(argv: string[]): Promise<void> {
   process.once('SIGTERM', () => stop.abort())
   const summary = await runSampleDevice({ ...opts, signal: stop.signal })
   process.stdout.write(`stopped after ${summary.telemetrySent} telemetry messages\n`)
+}
+
+/** Devices that provision themselves from a group key, then run on their hubs (sdk/fleet.ts). */
+async function simulateFleet(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(FLEET_USAGE)
+    return
+  }
+  let opts: ReturnType<typeof parseFleetArgs>
+  try {
+    opts = parseFleetArgs(argv)
+  } catch (err) {
+    process.stderr.write(`fleethub simulate: ${(err as Error).message}\n${FLEET_USAGE}`)
+    process.exit(2)
+  }
+  const stop = new AbortController()
+  process.once('SIGINT', () => stop.abort())
+  process.once('SIGTERM', () => stop.abort())
+  const summary = await runProvisionedFleet({ ...opts, signal: stop.signal })
+  process.stdout.write(`stopped: ${summary.provisioned.length} provisioned, ${summary.failed.length} failed\n`)
+  if (summary.provisioned.length === 0) process.exit(1)
 }
 
 async function main(): Promise<void> {

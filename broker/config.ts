@@ -58,6 +58,8 @@ export interface Config {
   readonly decodeQueueMax: number
   /** Frames per decode task in the pool. @default 512 */
   readonly decodeBatch: number
+  /** Hubs provisioned devices are assigned to: a JSON array (docs/provisioning.md); unset: this node. */
+  readonly provisioningHubs?: string
 }
 
 type Kind = 'port' | 'string' | 'file' | 'url' | 'int' | 'token' | 'nodeId' | 'logLevel' | 'bool'
@@ -286,6 +288,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 10000,
     doc: 'compact frames per decode task in the pool',
+  },
+  {
+    key: 'provisioningHubs',
+    env: 'FLEETHUB_PROVISIONING_HUBS',
+    flag: 'provisioning-hubs',
+    kind: 'string',
+    doc: 'hubs provisioned devices are assigned to, a JSON array (docs/provisioning.md); unset: this node',
   },
 ]
 

@@ -8,6 +8,7 @@ export type AuthFailureReason =
   | 'expired_token'
   | 'disabled'
   | 'identifier_rejected'
+  | 'replayed_token'
   | 'error'
 
 export type RejectReason =
@@ -62,6 +63,12 @@ export function createMetrics() {
       name: 'fleethub_auth_failures_total',
       help: 'refused CONNECTs by reason',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    provisionings: new Counter({
+      name: 'fleethub_provisioning_registrations_total',
+      help: 'provisioning registrations answered, by status (200: assigned)',
+      labelNames: ['status'] as const,
       registers: [registry],
     }),
     rejected: new Counter({

@@ -36,6 +36,15 @@ export interface HookTypes {
   sessionSubscribed: SubscribedHook
 }
 
+/** The ports this node listens on (after `listen`: port 0 picks one). */
+export interface ListenPorts {
+  mqtt: number
+  ws: number
+  http: number
+  mqtts?: number
+  wss?: number
+}
+
 export interface PluginContext {
   readonly config: Config
   readonly log: Logger
@@ -66,6 +75,8 @@ export class PluginHost {
   readonly routes: FastifyPluginAsyncTypebox[] = []
   /** Fields of `GET /devices/{id}` that capabilities add. */
   readonly deviceFields: DeviceFields[] = []
+  /** Called once the listeners are up, with their real ports. */
+  readonly listening: ((ports: ListenPorts) => void)[] = []
   private readonly handlers = new Map<string, UplinkHandler>()
   private readonly services = new Map<string, unknown>()
   private readonly closers: { name: string; fn: () => Promise<void> | void }[] = []
@@ -94,6 +105,10 @@ export class PluginHost {
   handle(kind: string, handler: UplinkHandler): void {
     if (this.handlers.has(kind)) throw new Error(`uplink ${kind} already has a handler`)
     this.handlers.set(kind, handler)
+  }
+
+  onListening(fn: (ports: ListenPorts) => void): void {
+    this.listening.push(fn)
   }
 
   addRoutes(routes: FastifyPluginAsyncTypebox): void {

@@ -24,7 +24,18 @@ export interface ServicePrincipal {
   readonly role: ServiceRole
 }
 
-export type Principal = DevicePrincipal | ServicePrincipal
+/** A device provisioning itself: it may only register (docs/provisioning.md). */
+export interface ProvisionPrincipal {
+  readonly kind: 'provision'
+  readonly registrationId: string
+  readonly enrollmentId: string
+  /** `$provision/{registrationId}/register`, the one topic it may publish. */
+  readonly registerTopic: string
+  /** `$provision/{registrationId}/res`, the one topic it may subscribe to. */
+  readonly responseTopic: string
+}
+
+export type Principal = DevicePrincipal | ServicePrincipal | ProvisionPrincipal
 
 export interface Session {
   /** Unique per connection: tells a device's successive sessions apart. */
@@ -77,6 +88,11 @@ export interface BrokerPort {
   subscribe(filter: string, listener: (topic: string, payload: Buffer) => void): Promise<() => Promise<void>>
   /** The live session of a client on this node. */
   localSession(clientId: string): Session | undefined
+  /**
+   * Sends one PUBLISH (QoS 0) straight to a client on this node, without a subscription or the
+   * bus; resolves true once it is written, false when the client is not here.
+   */
+  sendLocal(clientId: string, topic: string, payload: Buffer | string): Promise<boolean>
   /** Closes a client's session if it is on this node; true when one was closed. */
   disconnectLocal(clientId: string, reason: string): boolean
   /** Sessions on this node. */

@@ -5,6 +5,8 @@
 export const IOT_PREFIX = '$iot/'
 export const FLEET_PREFIX = '$fleet/'
 export const SYS_PREFIX = '$SYS/'
+/** The uplink kind of `$provision/{registrationId}/register` (docs/provisioning.md). */
+export const PROVISION_REGISTER = 'provision/register'
 
 /** Topics a device publishes (for itself, or a gateway for its children). */
 export const UPLINK_KINDS = ['telemetry', 'twin/get', 'twin/reported', 'cmd/res', 'model', 'ota/status'] as const

@@ -58,10 +58,12 @@ export {
   RequestError,
   RequestTimeoutError,
 } from './errors.js'
+export { FLEET_USAGE, type FleetOptions, type FleetSummary, parseFleetArgs, runProvisionedFleet } from './fleet.js'
 export type { DeviceHandle } from './handle.js'
 export { diffPatch, isJsonObject, type Json, type JsonObject, jsonEqual, mergePatch } from './json.js'
 export type { CompactSender, ModelBound, ModelsClient } from './models.js'
 export { decodeJson, encodeJson } from './payload.js'
+export { deriveDeviceKey, type Provisioned, type ProvisionOptions, provision } from './provision.js'
 export type {
   ConfigHandler,
   LogLevel,

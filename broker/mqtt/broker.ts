@@ -13,7 +13,7 @@ import { wrapDeliveries } from './delivery.js'
 import { guardParser } from './guard.js'
 import { createHooks, type FleetClient, type FleetPacket, kDropped, kMeta, kSession } from './hooks.js'
 import { type MqttListeners, startMqttListeners } from './transports.js'
-import { autoCork } from './wire.js'
+import { autoCork, encodePublish0 } from './wire.js'
 
 export interface MqttBrokerDeps {
   config: Config
@@ -178,6 +178,15 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     },
     localSession(clientId) {
       return (aedes as unknown as { clients: Record<string, FleetClient> }).clients[clientId]?.[kSession]
+    },
+    sendLocal(clientId, topic, payload) {
+      const client = (aedes as unknown as { clients: Record<string, FleetClient> }).clients[clientId]
+      const conn = client?.conn
+      if (!client || client.closed || !conn || conn.destroyed || conn.writableEnded) return Promise.resolve(false)
+      const bytes = encodePublish0(topic, typeof payload === 'string' ? Buffer.from(payload) : payload, false)
+      deps.hot.messagesOut++
+      // resolves once the bytes are handed to the socket, so closing after it loses nothing
+      return new Promise((resolve) => conn.write(bytes, (err?: Error | null) => resolve(!err)))
     },
     disconnectLocal(clientId, reason) {
       const client = (aedes as unknown as { clients: Record<string, FleetClient> }).clients[clientId]

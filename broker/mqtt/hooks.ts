@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import type { AedesPublishPacket, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes'
 import { CONNACK, connackCodeOf, errors, isCoded } from '../../registry/errors.js'
-import { IOT_PREFIX, SYS_PREFIX, splitIotTopic, uplinkKindAt } from '../../registry/topics.js'
+import { IOT_PREFIX, PROVISION_REGISTER, SYS_PREFIX, splitIotTopic, uplinkKindAt } from '../../registry/topics.js'
 import type { Logger } from '../log.js'
 import type { AuthFailureReason, Metrics } from '../metrics.js'
 import { decide, type PluginHost } from '../plugin-host.js'
@@ -261,14 +261,21 @@ export function createHooks(deps: HookDeps) {
     if (client === null || client === undefined) return callback(null)
     hot.messagesIn++
     const topic = packet.topic
-    if (!topic.startsWith(IOT_PREFIX)) return callback(null)
+    if (topic.charCodeAt(0) !== 36 /* $ */) return callback(null)
     try {
       const session = client[kSession]
       if (!session) return callback(null)
       let deviceId: string
       let kind: string | undefined
       const p = session.principal
-      if (p.kind === 'device' && topic.startsWith(p.prefix)) {
+      if (p.kind === 'provision') {
+        // the ACL let through only its register topic
+        if (topic !== p.registerTopic) return callback(null)
+        deviceId = p.registrationId
+        kind = PROVISION_REGISTER
+      } else if (!topic.startsWith(IOT_PREFIX)) {
+        return callback(null)
+      } else if (p.kind === 'device' && topic.startsWith(p.prefix)) {
         deviceId = p.deviceId
         kind = uplinkKindAt(topic, p.prefix.length)
       } else {

@@ -1,7 +1,8 @@
 // Authorization. Inside `$iot/`, a device publishes only its own uplink topics and subscribes only
 // its own downlink topics, exactly (no wildcards: see ARCHITECTURE.md on mqemitter-redis patterns);
 // a gateway also those of its registered children. Services read `$iot/` and `$fleet/` but never
-// publish there (they drive devices through the HTTP API). Other `$` topics are closed. Outside `$`,
+// publish there (they drive devices through the HTTP API). A provisioning connection may use its two
+// `$provision/{registrationId}/` topics and nothing else. Other `$` topics are closed. Outside `$`,
 // a mosquitto-style ACL file decides, or, without one, every authenticated client may use any topic.
 import { readFileSync } from 'node:fs'
 import type { Decision, Plugin } from '../../broker/plugin-host.js'
@@ -64,6 +65,14 @@ export function aclPlugin(): Plugin {
     name: 'acl',
     dependencies: ['auth'],
     register({ host, registry, config, log }) {
+      // a provisioning connection: its register topic up, its response topic down, nothing else
+      host.addHook('authorizePublish', function provisionPublish(s: Session, topic: string) {
+        return s.principal.kind === 'provision' ? (topic === s.principal.registerTopic ? 'allow' : 'deny') : 'defer'
+      })
+      host.addHook('authorizeSubscribe', function provisionSubscribe(s: Session, topic: string) {
+        return s.principal.kind === 'provision' ? (topic === s.principal.responseTopic ? 'allow' : 'deny') : 'defer'
+      })
+
       // devices: their own reserved topics
       host.addHook('authorizePublish', function devicePublish(s: Session, topic: string) {
         return s.principal.kind === 'device' ? deviceDecision(s.principal, topic, uplinkKindAt, registry) : 'defer'
@@ -99,7 +108,8 @@ export function aclPlugin(): Plugin {
       const aclOf = (s: Session): { acl: ClientAcl; seen: Map<string, boolean> } => {
         let entry = s.data.get('acl') as { acl: ClientAcl; seen: Map<string, boolean> } | undefined
         if (!entry) {
-          const username = s.principal.kind === 'device' ? s.principal.deviceId : `service:${s.principal.name}`
+          const p = s.principal
+          const username = p.kind === 'device' ? p.deviceId : p.kind === 'service' ? `service:${p.name}` : s.clientId
           entry = { acl: compileAcl(rules, s.clientId, username), seen: new Map() }
           s.data.set('acl', entry)
         }

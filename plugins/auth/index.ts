@@ -1,7 +1,8 @@
 // Authentication at CONNECT. Devices: user name = client id = device id, password = a key or a
 // signed token (registry/credentials.ts). Services: user name `service:{name}`, password = an API
 // token. Refusals never say which part was wrong: unknown device, wrong key and bad or expired token
-// all get CONNACK 4; a disabled device with good credentials gets 5.
+// all get CONNACK 4; a disabled device with good credentials gets 5. User names starting with
+// `$provision/` are left to the provisioning plugin.
 
 import type { AuthFailureReason } from '../../broker/metrics.js'
 import type { Plugin } from '../../broker/plugin-host.js'
@@ -9,6 +10,7 @@ import type { ConnectContext, DevicePrincipal, Principal, ServicePrincipal } fro
 import { checkPassword, sameSecret } from '../../registry/credentials.js'
 import { errors } from '../../registry/errors.js'
 import { isDeviceId, SERVICE_PREFIX, serviceNameOf } from '../../registry/ids.js'
+import { PROVISION_PREFIX } from '../../registry/provisioning.js'
 import { devicePrefix } from '../../registry/topics.js'
 import { isDeviceEvent } from '../../registry/types.js'
 import { CredentialCache } from './cache.js'
@@ -74,6 +76,8 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
       host.addHook('authenticate', async function authenticateClient(ctx) {
         const username = ctx.username
         if (username === undefined || username === '') return refuse(new errors.BAD_CREDENTIALS(), 'bad_credentials')
+        // the provisioning plugin answers for these (plugins/provisioning)
+        if (username.startsWith(PROVISION_PREFIX)) return undefined
         if (username.startsWith(SERVICE_PREFIX)) {
           const name = serviceNameOf(username)
           return name ? authenticateService(ctx, name) : refuse(new errors.BAD_CREDENTIALS(), 'bad_credentials')
