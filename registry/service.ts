@@ -1,7 +1,14 @@
 // The registry service: device lifecycle on top of a RegistryStore. Every accepted change is
 // published as a RegistryEvent, which every node receives (to kick sessions and evict caches).
 
-import { type DeviceKeys, generateKey, generateKeys, verifierOf, verifiersOf } from './credentials.js'
+import {
+  type DeviceKeys,
+  generateKey,
+  generateKeys,
+  type KeyVerifiers,
+  verifierOf,
+  verifiersOf,
+} from './credentials.js'
 import { errors } from './errors.js'
 import { assertDeviceId, assertModelRef, assertTags, patchTags, type Tags, type TagValue } from './ids.js'
 import type { RegistryStore } from './ports.js'
@@ -99,6 +106,23 @@ export function createRegistryService(deps: RegistryServiceDeps) {
     return v
   }
 
+  /** A new device's record, enabled, at its first revision. */
+  function newRecord(id: string, tags: Tags, verifiers: KeyVerifiers, modelId: string | undefined): DeviceRecord {
+    const at = now().toISOString()
+    const record: DeviceRecord = {
+      id,
+      status: 'enabled',
+      tags,
+      createdAt: at,
+      updatedAt: at,
+      keysRotatedAt: at,
+      rev: 1,
+      verifiers,
+    }
+    if (modelId !== undefined) record.modelId = modelId
+    return record
+  }
+
   /** Read-modify-write with compare-and-set; `change` returns undefined for "nothing to do". */
   async function update(
     id: string,
@@ -167,19 +191,8 @@ export function createRegistryService(deps: RegistryServiceDeps) {
         if (!(await store.devices.get(input.parentId))) throw new errors.PARENT_NOT_FOUND(input.parentId)
       }
       const keys = generateKeys()
-      const at = now().toISOString()
-      const record: DeviceRecord = {
-        id,
-        status: 'enabled',
-        tags,
-        createdAt: at,
-        updatedAt: at,
-        keysRotatedAt: at,
-        rev: 1,
-        verifiers: verifiersOf(keys),
-      }
+      const record = newRecord(id, tags, verifiersOf(keys), input.modelId)
       if (input.parentId !== undefined) record.parentId = input.parentId
-      if (input.modelId !== undefined) record.modelId = input.modelId
       if (!(await store.devices.create(record))) throw new errors.DEVICE_EXISTS(id)
       await emit('device.created', record)
       return { device: toDevice(record), keys }
@@ -198,18 +211,8 @@ export function createRegistryService(deps: RegistryServiceDeps) {
     }): Promise<{ created: boolean; device: Device }> {
       const id = assertDeviceId(input.id)
       const tags = assertTags(input.tags)
-      const at = now().toISOString()
-      const record: DeviceRecord = {
-        id,
-        status: 'enabled',
-        tags,
-        createdAt: at,
-        updatedAt: at,
-        keysRotatedAt: at,
-        rev: 1,
-        verifiers: { primary: input.verifier, secondary: verifierOf(generateKey()) as string },
-      }
-      if (input.modelId !== undefined) record.modelId = input.modelId
+      const verifiers = { primary: input.verifier, secondary: verifierOf(generateKey()) as string }
+      const record = newRecord(id, tags, verifiers, input.modelId)
       if (await store.devices.create(record)) {
         await emit('device.created', record)
         return { created: true, device: toDevice(record) }
