@@ -190,7 +190,10 @@ export interface OtaStore {
   listJobs(q: { after?: string; limit: number }): Promise<OtaPage<OtaJob>>
   /** Replaces the job when its stored revision is still `next.rev - 1`. */
   updateJob(next: OtaJob): Promise<boolean>
-  /** Ids of the jobs not completed or cancelled (the scheduler's work list). */
+  /**
+   * The scheduler's work list: ids of the jobs not completed or cancelled, and of final jobs whose
+   * devices are still in flight (their deadlines still run).
+   */
   openJobs(): Promise<string[]>
 
   /** Adds executions (new ones only; their totals are counted). */

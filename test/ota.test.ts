@@ -543,7 +543,7 @@ async function suite(t: Test, env: Record<string, string>) {
     const job2 = await call('POST', '/jobs', {
       packageId: p.id,
       target: { deviceIds: ds2.map((d) => d.id) },
-      rollout: { waveSize: 2, confirmWithinMs: 60_000 },
+      rollout: { waveSize: 2, confirmWithinMs: 1500 },
     })
     await waitFor('wave 1 under way', async () => {
       const [a, b] = await Promise.all([
@@ -560,6 +560,11 @@ async function suite(t: Test, env: Record<string, string>) {
     t.equal((await executionOf(app, job2.body.id, 'cancel-02')).state, 'cancelled', 'never notified')
     t.equal((ds2[2] as Device).got.length, 0)
     t.equal((await call('POST', `/jobs/${job2.body.id}/cancel`)).status, 409)
+    // the cancelled job's device in flight still has its confirmation deadline
+    await waitFor('rolled back after the cancel', async () => {
+      return (await executionOf(app, job2.body.id, 'cancel-01')).state === 'rolled_back'
+    })
+    t.match((ds2[1] as Device).got.at(-1), { action: 'rollback', reason: 'confirmation_timeout' })
   })
 
   await t.test('jobs are validated', async (t) => {

@@ -440,7 +440,7 @@ export function createOtaService(deps: {
 
   async function driveJob(id: string): Promise<void> {
     let job = await store.getJob(id)
-    if (!job || JOB_FINAL.has(job.state) || job.state === 'awaiting_approval') {
+    if (!job || job.state === 'awaiting_approval') {
       if (held.has(id)) {
         held.delete(id)
         await store.release(id, broker.nodeId)
@@ -458,6 +458,7 @@ export function createOtaService(deps: {
       job = await startJob(job)
       if (!job) return
     }
+    // a cancelled or completed job is on the list only while devices are in flight: their deadlines
     await enforceDeadlines(job)
     if (job.state === 'running') await drive(job)
   }

@@ -101,7 +101,10 @@ export function createOtaStore(): OtaStore {
       return true
     },
     async openJobs() {
-      return [...jobs.values()].filter((d) => !JOB_FINAL.has(d.job.state)).map((d) => d.job.id)
+      return [...jobs.values()]
+        .filter((d) => !JOB_FINAL.has(d.job.state) || d.inFlight.size > 0)
+        .map((d) => d.job.id)
+        .sort()
     },
 
     async addExecutions(jobId, list) {

@@ -194,19 +194,25 @@ export function createOtaStore(redis: Redis, prefix: string): OtaStore {
       return pageOf<OtaJob>(k.jobs, q.after, q.limit, k.job)
     },
     async updateJob(next) {
-      const ok = (await s.fhOtaCas(k.job(next.id), next.rev - 1, next.rev, JSON.stringify(next))) === 1
-      if (ok && JOB_FINAL.has(next.state)) await redis.srem(k.open, next.id)
-      return ok
+      return (await s.fhOtaCas(k.job(next.id), next.rev - 1, next.rev, JSON.stringify(next))) === 1
     },
     async openJobs() {
       const ids = await redis.smembers(k.open)
       const jobs = await jobStates(ids)
       const out: string[] = []
-      const done: string[] = []
-      ids.forEach((id, i) => {
+      const final = ids.filter((id, i) => {
         const j = jobs[i]
         if (j && !JOB_FINAL.has(j.state)) out.push(id)
-        else if (j) done.push(id)
+        return j !== undefined && JOB_FINAL.has(j.state)
+      })
+      // a final job stays on the list while devices are in flight (and a job not written yet, too)
+      const p = redis.pipeline()
+      for (const id of final) p.scard(k.inflight(id))
+      const counts = ((await p.exec()) ?? []).map(([, n]) => Number(n))
+      const done: string[] = []
+      final.forEach((id, i) => {
+        if ((counts[i] ?? 0) > 0) out.push(id)
+        else done.push(id)
       })
       if (done.length > 0) await redis.srem(k.open, ...done)
       return out.sort()

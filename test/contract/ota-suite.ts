@@ -103,7 +103,11 @@ export function otaContract(t: Test, f: StoreFactory, fresh: (t: Test) => Promis
     const j = (await s.ota.getJob('j1')) as OtaJob
     t.equal(await s.ota.updateJob({ ...j, state: 'running', rev: 2 }), true)
     t.equal(await s.ota.updateJob({ ...j, state: 'paused', rev: 2 }), false)
+    await s.ota.addExecutions('j1', [execution('j1', 'd1', 0, { state: 'installing' })])
     t.equal(await s.ota.updateJob({ ...j, state: 'cancelled', rev: 3 }), true)
+    t.same(await s.ota.openJobs(), ['j1', 'j2'], 'a final job stays while a device is in flight')
+    const e = (await s.ota.getExecution('j1', 'd1')) as OtaExecution
+    await s.ota.transition(moveExecution(e, 'succeeded', AT))
     t.same(await s.ota.openJobs(), ['j2'])
     const page = await s.ota.listJobs({ limit: 10 })
     t.same(
