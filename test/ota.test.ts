@@ -8,7 +8,17 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { verifyManifest } from '../registry/ota.js'
-import { connect, createDevice, inbox, mqttUrl, serviceOpts, sleep, startTestApp, waitFor } from './helpers/app.js'
+import {
+  ADMIN_TOKEN,
+  connect,
+  createDevice,
+  inbox,
+  mqttUrl,
+  serviceOpts,
+  sleep,
+  startTestApp,
+  waitFor,
+} from './helpers/app.js'
 import {
   api,
   type Device,
@@ -24,6 +34,7 @@ import {
   SHA,
   watchJobs,
 } from './helpers/ota.js'
+import { api as nodeApi, startNode } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 
 async function suite(t: Test, env: Record<string, string>) {
@@ -537,5 +548,66 @@ t.test('OTA on Redis', async (t) => {
         .digest('hex'),
       SHA,
     )
+  })
+
+  await t.test('a node is lost (killed) in the middle of a job; another takes its lease over', async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fh-ota-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const keyFile = path.join(dir, 'signing.pem')
+    writeFileSync(keyFile, generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }) as string)
+    const token = ADMIN_TOKEN
+    const env = {
+      FLEETHUB_OTA_DIR: dir,
+      FLEETHUB_OTA_TICK_MS: '40',
+      FLEETHUB_OTA_SIGNING_KEY: keyFile,
+      FLEETHUB_REDIS_URL: redis.url,
+      FLEETHUB_REDIS_PREFIX: 'loss',
+      FLEETHUB_ADMIN_TOKEN: token,
+    }
+    // node a: a real `fleethub start` process, killed with SIGKILL (no lease released, nothing flushed)
+    const a = await startNode({ ...env, FLEETHUB_NODE_ID: 'node-a' }, t.teardown)
+    const call = (method: string, url: string, body?: unknown) => nodeApi(a, token, method, url, body)
+    const modes: Mode[] = ['ok', 'ok', 'hold', 'hold', 'ok', 'ok']
+    const ds: Device[] = []
+    for (let i = 0; i < modes.length; i++) {
+      const id = `loss-${i}`
+      const created = await call('POST', '/devices', { id })
+      ds.push(await fakeDevice(`mqtt://127.0.0.1:${a.ports.mqtt}`, id, created.json.keys.primary, modes[i] as Mode))
+    }
+    t.teardown(() => Promise.all(ds.map((d) => d.close())))
+    const p = await call('POST', '/packages', { name: 'fw', version: '2.0.0' })
+    const up = await fetch(`http://127.0.0.1:${a.ports.http}/packages/${p.json.id}/file`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+      body: FILE,
+    })
+    t.equal(up.status, 200)
+    const job = await call('POST', '/jobs', {
+      packageId: p.json.id,
+      target: { deviceIds: ds.map((d) => d.id) },
+      rollout: { waveSize: 2, deviceTimeoutMs: 60_000 },
+    })
+    await waitFor('wave 2 downloading', async () => {
+      const j = (await call('GET', `/jobs/${job.json.id}`)).json
+      return j.wave === 2 && j.totals.downloading === 2
+    })
+    t.equal(await a.stop('SIGKILL'), null, 'node a is gone')
+
+    const b = await startTestApp(t, { ...env, FLEETHUB_NODE_ID: 'node-b' })
+    const w = await watchJobs(t, b, 'svc-loss')
+    for (const d of ds) await d.reconnect(mqttUrl(b))
+    for (const d of ds) d.release()
+    const done = await jobReaches(b, job.json.id, 'completed', 15_000)
+    t.same(done.totals, { succeeded: 6 }, 'every device counted once')
+    await waitFor('completed event', () => w.events(job.json.id).some((e) => e.event === 'completed'))
+    t.same(
+      w
+        .events(job.json.id)
+        .filter((e) => e.event === 'wave_started')
+        .map((e) => e.wave),
+      [3],
+      'node b went on from wave 2',
+    )
+    t.equal((ds[0] as Device).got.filter((n) => n.action === 'install').length, 1, 'wave 1 was not sent again')
   })
 })
