@@ -428,6 +428,29 @@ async function suite(t: Test, env: Record<string, string>) {
     t.match((ds2[1] as Device).got.at(-1), { action: 'rollback', reason: 'confirmation_timeout' })
   })
 
+  await t.test('startAt delays the start; ratePerMinute spreads the notifications', async (t) => {
+    const ds = await devices(t, app, 'rate', ['ok', 'ok', 'ok', 'ok'])
+    const p = await hostedPackage(app)
+    const startAt = new Date(Date.now() + 800).toISOString()
+    const job = await call('POST', '/jobs', {
+      packageId: p.id,
+      target: { deviceIds: ds.map((d) => d.id) },
+      startAt,
+      rollout: { ratePerMinute: 120 },
+    })
+    await sleep(300)
+    t.equal((await call('GET', `/jobs/${job.body.id}`)).body.state, 'scheduled', 'not before startAt')
+    const done = await jobReaches(app, job.body.id, 'completed')
+    t.ok(Date.parse(done.startedAt) >= Date.parse(startAt), 'started at startAt')
+    const items = (await call('GET', `/jobs/${job.body.id}/devices`)).body.items as { notifiedAt: number }[]
+    const times = items.map((e) => e.notifiedAt).sort((a, b) => a - b)
+    // 2 a second: the 4 notifications take about 1.5 s
+    t.ok(
+      (times[3] as number) - (times[0] as number) >= 1000,
+      `spread over ${(times[3] as number) - (times[0] as number)} ms`,
+    )
+  })
+
   await t.test('jobs are validated', async (t) => {
     const p = await hostedPackage(app)
     const bad = async (body: object, code = 400) => {
