@@ -7,6 +7,7 @@ import { authPlugin } from '../plugins/auth/index.js'
 import { commandsPlugin } from '../plugins/commands/index.js'
 import { enforcementPlugin } from '../plugins/enforcement/index.js'
 import { modelsPlugin } from '../plugins/models/index.js'
+import { otaPlugin } from '../plugins/ota/index.js'
 import { presencePlugin } from '../plugins/presence/index.js'
 import { provisioningPlugin } from '../plugins/provisioning/index.js'
 import { twinsPlugin } from '../plugins/twins/index.js'
@@ -63,6 +64,7 @@ function corePlugins(adminToken: string): Plugin[] {
     modelsPlugin(),
     commandsPlugin(),
     provisioningPlugin(),
+    otaPlugin(),
   ]
 }
 
@@ -118,6 +120,7 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
       adminToken,
       version: packageVersion(),
       routes: host.routes,
+      publicRoutes: host.publicRoutes,
       deviceFields: host.deviceFields,
       async health() {
         const checks: Record<string, boolean> = { mqtt: !mqtt.aedes.closed, http: httpUp }

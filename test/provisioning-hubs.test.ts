@@ -160,10 +160,14 @@ t.test('fleethub simulate --provision: a fleet from a group key', async (t) => {
     out += d
   })
   t.teardown(() => sim.kill('SIGKILL'))
-  await waitFor('three simulated devices online', async () => {
-    const list = (await api(hub, TOKEN_A, 'GET', '/devices')).json
-    return list.items.filter((d: { presence: { connected: boolean } }) => d.presence.connected).length === 3
-  })
+  await waitFor(
+    'three simulated devices online',
+    async () => {
+      const list = (await api(hub, TOKEN_A, 'GET', '/devices')).json
+      return list.items.filter((d: { presence: { connected: boolean } }) => d.presence.connected).length === 3
+    },
+    30_000,
+  )
   t.same(
     (await api(hub, TOKEN_A, 'GET', '/enrollments/sim-line/registrations')).json.items.map(
       (r: { registrationId: string }) => r.registrationId,

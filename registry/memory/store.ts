@@ -15,6 +15,7 @@ import { MAX_SCAN, matchesQuery } from '../query.js'
 import { emptyTwin, type TwinRecord } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
 import { createModelStore, type DeviceModelState } from './models.js'
+import { createOtaStore } from './ota.js'
 import { createProvisioningStore } from './provisioning.js'
 import { SortedIds } from './sorted-ids.js'
 
@@ -249,6 +250,7 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): RegistryStore 
     commands: createCommandStore(),
     models: createModelStore(deviceModels, (id) => records.has(id)),
     provisioning: createProvisioningStore(),
+    ota: createOtaStore(),
     events: createEvents(opts.onError ?? (() => {})),
     async ping() {},
     async close() {},
