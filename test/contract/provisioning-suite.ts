@@ -48,7 +48,11 @@ export function provisioningContract(t: Test, f: StoreFactory, fresh: (t: Test) 
     const before = (await s.getEnrollment('e-2')) as EnrollmentRecord
     const next = { ...before, status: 'disabled' as const, rev: 2 }
     t.equal(await s.replaceEnrollment(next, before), true)
-    t.equal(await s.replaceEnrollment({ ...before, rev: 2, tags: { lost: true } }, before), false, 'a stale write loses')
+    t.equal(
+      await s.replaceEnrollment({ ...before, rev: 2, tags: { lost: true } }, before),
+      false,
+      'a stale write loses',
+    )
     t.equal((await s.getEnrollment('e-2'))?.status, 'disabled')
     for (const id of ['e-1', 'e-3', 'e-4']) await s.createEnrollment(enrollment(id))
     const p1 = await s.listEnrollments({ limit: 2 })
