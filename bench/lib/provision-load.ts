@@ -17,8 +17,6 @@ export interface ProvisionLoadOptions {
   concurrency: number
   /** A device without its answer after this long counts as a failure ("timeout"). */
   timeoutMs: number
-  /** How long to wait, after the last answer, for the broker to close the answered connections. */
-  closeWaitMs: number
 }
 
 export interface ProvisionLoadResult {
@@ -37,8 +35,8 @@ export interface ProvisionLoadResult {
   connackMs: number[]
   /** First CONNECT written → last answer read, in ms (0 when no answer came). */
   windowMs: number
-  /** Answered connections the broker had not closed `closeWaitMs` after the last answer. */
-  leftOpen: number
+  /** Answered connections the broker has not closed yet (see waitBrokerClosed). */
+  open: Set<net.Socket>
   /** PUBACKs of the register PUBLISH (QoS 1) received before the connection closed. */
   pubacks: number
 }
@@ -92,11 +90,10 @@ export function runProvisionLoad(opts: ProvisionLoadOptions): Promise<ProvisionL
     latenciesMs: [],
     connackMs: [],
     windowMs: 0,
-    leftOpen: 0,
+    open: new Set(),
     pubacks: 0,
   }
-  /** Answered sockets the broker has not closed yet. */
-  const open = new Set<net.Socket>()
+  const open = result.open
   let firstSentAt: number | undefined
   let lastAnswerAt: number | undefined
   let next = 0
@@ -110,14 +107,7 @@ export function runProvisionLoad(opts: ProvisionLoadOptions): Promise<ProvisionL
 
     function finish() {
       result.windowMs = firstSentAt !== undefined && lastAnswerAt !== undefined ? lastAnswerAt - firstSentAt : 0
-      const deadline = nowMs() + opts.closeWaitMs
-      const poll = () => {
-        if (open.size > 0 && nowMs() < deadline) return void setTimeout(poll, 20)
-        result.leftOpen = open.size
-        for (const s of open) s.destroy()
-        resolve(result)
-      }
-      poll()
+      resolve(result)
     }
 
     function launchMore() {
@@ -184,4 +174,16 @@ export function runProvisionLoad(opts: ProvisionLoadOptions): Promise<ProvisionL
     if (total === 0) finish()
     else launchMore()
   })
+}
+
+/**
+ * Waits (bounded) for the broker to close the answered connections, as it must after an answer;
+ * returns how many it left open, and closes those.
+ */
+export async function waitBrokerClosed(result: ProvisionLoadResult, timeoutMs: number): Promise<number> {
+  const deadline = nowMs() + timeoutMs
+  while (result.open.size > 0 && nowMs() < deadline) await new Promise((r) => setTimeout(r, 20))
+  const left = result.open.size
+  for (const s of result.open) s.destroy()
+  return left
 }
