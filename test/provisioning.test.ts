@@ -282,6 +282,33 @@ t.test('provisioning on one node', async (t) => {
     t.pass('closed after the answer')
   })
 
+  await t.test('a key rotated between CONNECT and register: the device gets the key it proved', async (t) => {
+    await call('POST', '/enrollments', { id: 'turn', kind: 'group' })
+    const oldKey = (await call('POST', '/enrollments/turn/keys/rotate')).json.key as string
+    const key = deriveDeviceKey(oldKey, 'turn-1')
+    const c = await connect(url, provisionOpts('turn', 'turn-1', key))
+    t.teardown(() => c.endAsync(true))
+    const box = inbox(c)
+    const newKey = (await call('POST', '/enrollments/turn/keys/rotate')).json.key as string
+    t.not(newKey, oldKey)
+    c.publish(registerTopic('turn-1'), JSON.stringify({ rid: 'r' }), { qos: 1 })
+    const m = await box.next((x) => x.topic === responseTopic('turn-1'))
+    t.match(JSON.parse(String(m?.payload)), { status: 200, deviceId: 'turn-1' })
+    await closedWithin(c, 2000)
+    const d = await connectDevice({ url, deviceId: 'turn-1', key })
+    t.pass('it connects to its hub with the key it provisioned with')
+    await d.end(true)
+    t.equal(
+      await connackOf(url, {
+        clientId: 'turn-1',
+        username: 'turn-1',
+        password: token('turn-1', deriveDeviceKey(newKey, 'turn-1')),
+      }),
+      4,
+      'not with a key derived from the new group key, which it never had',
+    )
+  })
+
   await t.test('bad envelopes and disallowed models get a clear answer and register nothing', async (t) => {
     await call('POST', '/enrollments', { id: 'air', kind: 'group', modelId: 'acme.air' })
     const airKey = (await call('POST', '/enrollments/air/keys/rotate')).json.key as string

@@ -138,6 +138,16 @@ function featureGoals(records: readonly ResultRecord[]): GoalRow[] {
       ),
     )
   }
+  const prov = 'fleethub/redis'
+  rows.push(
+    bound(
+      'provision-storm',
+      `provision-storm: ${prov} ≥ 1,000 registrations/s (2,000 devices at once)`,
+      medianOf(records, 'provision-storm', prov, 'registrationsPerSec'),
+      (v) => v >= 1000,
+      (v) => `${rate(v)}${quickNote(records, 'provision-storm', prov)}`,
+    ),
+  )
   return rows
 }
 

@@ -11,6 +11,7 @@ import { idleMemory } from './idle-memory.js'
 import { latency } from './latency.js'
 import { overload } from './overload.js'
 import { pairsQos0, pairsQos1 } from './pairs.js'
+import { provisionStorm } from './provision-storm.js'
 import { twinQuery } from './twin-query.js'
 import { twinReported } from './twin-reported.js'
 
@@ -27,6 +28,7 @@ export const SCENARIOS: readonly Scenario[] = [
   twinReported,
   twinQuery,
   commandRtt,
+  provisionStorm,
   connectRate,
 ]
 

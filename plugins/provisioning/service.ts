@@ -90,6 +90,12 @@ export function createProvisioningService(deps: ProvisioningDeps) {
   const doFetch = deps.fetch ?? fetch
   const hubByName = new Map(hubs.map((h) => [h.name, h]))
   const defaultAllocation: Allocation = { policy: 'hashed' }
+  /**
+   * The verifier each provisioning connection proved at CONNECT. Its registration gives the device
+   * that one: the key the device holds, even if the enrollment's key was rotated in between, and
+   * the two key derivations are not done again.
+   */
+  const proven = new WeakMap<ProvisionPrincipal, string>()
 
   async function enrollmentOr404(id: string): Promise<EnrollmentRecord> {
     const e = await store.getEnrollment(id)
@@ -289,7 +295,7 @@ export function createProvisioningService(deps: ProvisioningDeps) {
       const moving = from !== undefined && from.name !== hub.name && (from.api !== undefined || hub.api !== undefined)
       const carried = moving ? await readFrom(from, id) : undefined
       const r: HubRegistration = {
-        verifier: registrationVerifier(e, id),
+        verifier: proven.get(p) ?? registrationVerifier(e, id),
         tags: { ...e.tags, ...decision.tags, ...carried?.tags },
         desired: { ...e.desired, ...decision.desired, ...carried?.desired },
         ...(modelId !== undefined ? { modelId } : {}),
@@ -360,13 +366,15 @@ export function createProvisioningService(deps: ProvisioningDeps) {
     if (!(await store.claimOnce(`${enrollmentId}:${registrationId}:${sig}`, (expiry - nowSec + 1) * 1000))) {
       return bad('replayed_token')
     }
-    return {
+    const principal: ProvisionPrincipal = {
       kind: 'provision',
       registrationId,
       enrollmentId,
       registerTopic: registerTopic(registrationId),
       responseTopic: responseTopic(registrationId),
     }
+    proven.set(principal, verifier)
+    return principal
   }
 
   // ---- enrollments ----
