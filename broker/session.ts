@@ -94,7 +94,7 @@ export interface BrokerPort {
    */
   sendLocal(clientId: string, topic: string, payload: Buffer | string): Promise<boolean>
   /** Closes a client's session if it is on this node; true when one was closed. */
-  disconnectLocal(clientId: string, reason: string): boolean
+  disconnectLocal(clientId: string, reason: string, opts?: { quiet?: boolean }): boolean
   /** Sessions on this node. */
   localSessions(): IterableIterator<Session>
   /** The topic filters a client on this node is subscribed to. */

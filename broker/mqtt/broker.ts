@@ -188,10 +188,11 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
       // resolves once the bytes are handed to the socket, so closing after it loses nothing
       return new Promise((resolve) => conn.write(bytes, (err?: Error | null) => resolve(!err)))
     },
-    disconnectLocal(clientId, reason) {
+    disconnectLocal(clientId, reason, opts) {
       const client = (aedes as unknown as { clients: Record<string, FleetClient> }).clients[clientId]
       if (!client) return false
-      log.info({ clientId, reason }, 'closing session')
+      // routine closes (a provisioning connection after its answer) log at debug
+      log[opts?.quiet ? 'debug' : 'info']({ clientId, reason }, 'closing session')
       client.close()
       return true
     },

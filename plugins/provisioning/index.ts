@@ -93,7 +93,7 @@ export function provisioningPlugin(): Plugin {
 
       /** Closes this session (not a newer one that took its client id over). */
       const close = (s: Session, reason: string) => {
-        if (broker.localSession(s.clientId)?.id === s.id) broker.disconnectLocal(s.clientId, reason)
+        if (broker.localSession(s.clientId)?.id === s.id) broker.disconnectLocal(s.clientId, reason, { quiet: true })
       }
       const timers = new Map<string, NodeJS.Timeout>()
       host.addHook('sessionReady', function provisioningWindow(s: Session) {
@@ -138,7 +138,8 @@ export function provisioningPlugin(): Plugin {
           }
         }
         metrics.provisionings.inc({ status: String(answer.status) })
-        log.info(
+        // a storm of registrations is routine: successes at debug, refusals where operators look
+        log[answer.status === 200 ? 'debug' : 'info'](
           { registrationId: p.registrationId, enrollmentId: p.enrollmentId, status: answer.status, hub: answer.hub },
           'provisioning answered',
         )

@@ -8,6 +8,7 @@ import type { ProvisionPrincipal } from '../../broker/session.js'
 import { checkPassword, generateKey, verifierOf } from '../../registry/credentials.js'
 import { errors, statusOf } from '../../registry/errors.js'
 import { assertModelRef, assertTags, isDeviceId, type Tags } from '../../registry/ids.js'
+import { Lru } from '../../registry/lru.js'
 import type { ProvisioningStore } from '../../registry/ports.js'
 import {
   type Allocation,
@@ -32,6 +33,9 @@ import {
   taggedHub,
 } from '../../registry/provisioning.js'
 import type { RegistryService } from '../../registry/service.js'
+
+/** How long a node keeps an enrollment it read (changes through another node take this long). */
+export const ENROLLMENT_TTL_MS = 1000
 
 /** Provisioning tokens may not be valid for longer than this, so their replay marks stay bounded. */
 export const MAX_TOKEN_TTL_SEC = 3600
@@ -96,6 +100,21 @@ export function createProvisioningService(deps: ProvisioningDeps) {
    * the two key derivations are not done again.
    */
   const proven = new WeakMap<ProvisionPrincipal, string>()
+
+  /**
+   * Enrollments as a storm of registrations reads them: each at most once per ENROLLMENT_TTL_MS
+   * per node (a CONNECT and its registration read it once). A change made through this node is
+   * seen at once, one made through another node within that time.
+   */
+  const recent = new Lru<string, { e: EnrollmentRecord | undefined; until: number }>(1000)
+  async function cachedEnrollment(id: string): Promise<EnrollmentRecord | undefined> {
+    const t = Date.now()
+    const hit = recent.get(id)
+    if (hit && hit.until > t) return hit.e
+    const e = await store.getEnrollment(id)
+    recent.set(id, { e, until: t + ENROLLMENT_TTL_MS })
+    return e
+  }
 
   async function enrollmentOr404(id: string): Promise<EnrollmentRecord> {
     const e = await store.getEnrollment(id)
@@ -269,7 +288,8 @@ export function createProvisioningService(deps: ProvisioningDeps) {
   // ---- registration ----
 
   async function register(p: ProvisionPrincipal, payload: unknown): Promise<Assignment> {
-    const e = await enrollmentOr404(p.enrollmentId)
+    const e = await cachedEnrollment(p.enrollmentId)
+    if (!e) throw new errors.ENROLLMENT_NOT_FOUND(p.enrollmentId)
     if (e.status !== 'enabled') throw new errors.ENROLLMENT_DISABLED(e.id)
     const id = p.registrationId
     const asked = isObject(payload) ? payload.modelId : undefined
@@ -345,7 +365,7 @@ export function createProvisioningService(deps: ProvisioningDeps) {
       return Object.assign(new errors.IDENTIFIER_REJECTED('a registration id follows the device id rules'), {
         reason: 'identifier_rejected',
       })
-    const e = await store.getEnrollment(enrollmentId)
+    const e = await cachedEnrollment(enrollmentId)
     if (!e) return bad('unknown_device')
     if (e.kind === 'individual' && e.registrationId !== registrationId) return bad('unknown_device')
     // tokens only: a key in clear would travel on a link we cannot assume is protected
@@ -427,6 +447,7 @@ export function createProvisioningService(deps: ProvisioningDeps) {
       const secret = input.kind === 'group' ? key : (verifierOf(key) as string)
       const record = defaults(input, now().toISOString(), secret)
       if (!(await store.createEnrollment(record))) throw new errors.ENROLLMENT_EXISTS(input.id)
+      recent.delete(input.id)
       return { enrollment: publicEnrollment(record), key }
     },
 
@@ -453,7 +474,10 @@ export function createProvisioningService(deps: ProvisioningDeps) {
           assertModelRef(patch.modelId)
           next.modelId = patch.modelId
         }
-        if (await store.replaceEnrollment(next, before)) return publicEnrollment(next)
+        if (await store.replaceEnrollment(next, before)) {
+          recent.delete(id)
+          return publicEnrollment(next)
+        }
       }
       throw new errors.CONFLICT(`enrollment ${id} is being changed by others; try again`)
     },
@@ -469,12 +493,16 @@ export function createProvisioningService(deps: ProvisioningDeps) {
           rev: before.rev + 1,
           updatedAt: now().toISOString(),
         }
-        if (await store.replaceEnrollment(next, before)) return key
+        if (await store.replaceEnrollment(next, before)) {
+          recent.delete(id)
+          return key
+        }
       }
       throw new errors.CONFLICT(`enrollment ${id} is being changed by others; try again`)
     },
 
     async deleteEnrollment(id: string): Promise<void> {
+      recent.delete(id)
       if (!(await store.deleteEnrollment(id))) throw new errors.ENROLLMENT_NOT_FOUND(id)
     },
 
