@@ -102,6 +102,8 @@ export async function createCommandService(deps: {
   const secrets = new Map<string, unknown>()
   /** Per device, the delivery running on this node: queued commands go out one by one, in order. */
   const delivering = new Map<string, Promise<void>>()
+  /** The payloads of this node's own command events, which its listener need not parse. */
+  const ownEvents = new WeakSet<Buffer>()
 
   // one ISO timestamp per millisecond, not one Date and string per state change
   let isoAt = 0
@@ -123,7 +125,9 @@ export async function createCommandService(deps: {
       if (r.result.body !== undefined) e.body = r.result.body
     }
     if (FINAL_STATES.has(r.state)) metrics.commands.inc({ state: r.state })
-    await broker.publish(eventTopic(r.deviceId, 'command'), JSON.stringify(e), { qos: 1 })
+    const payload = Buffer.from(JSON.stringify(e))
+    ownEvents.add(payload)
+    await broker.publish(eventTopic(r.deviceId, 'command'), payload, { qos: 1 })
   }
 
   /** Moves a record to `to` (read first unless this node holds it). Undefined: not allowed. */
@@ -319,7 +323,8 @@ export async function createCommandService(deps: {
 
   /** Settles this node's waiting requests from a command event (on every node). */
   const unsubscribe = await broker.subscribe('$iot/+/events/command', function onCommandEvent(topic, payload) {
-    if (waiters.size === 0) return
+    // this node's own change: it settled its waiters already (and another node's event is a new buffer)
+    if (waiters.size === 0 || ownEvents.has(payload)) return
     const split = splitIotTopic(topic)
     if (!split) return
     let e: { id: string; state: CommandState }
