@@ -87,14 +87,21 @@ export type CreateCommandResult =
 export interface CommandStore {
   create(record: CommandRecord, opts: CreateCommandOptions): Promise<CreateCommandResult>
   get(deviceId: string, id: string): Promise<CommandRecord | undefined>
-  /** Replaces the record when its stored state is still `from`: the one way a state moves. */
+  /**
+   * Replaces the record when its stored state is still `from`: the one way a state moves. True when
+   * replaced; otherwise the record as it is now (undefined: none), so a caller that lost a race
+   * needs no second read. States only move forward, so a caller holding the record in state `from`
+   * holds exactly the stored one. With `unqueue`, the id also leaves the device's queue, whether
+   * or not the record moved.
+   */
   transition(
     deviceId: string,
     id: string,
     from: CommandState,
     next: CommandRecord,
     retentionMs: number,
-  ): Promise<boolean>
+    opts?: { unqueue?: boolean },
+  ): Promise<true | CommandRecord | undefined>
   /** Ids of a device's queued commands, oldest first. */
   queued(deviceId: string): Promise<string[]>
   unqueue(deviceId: string, id: string): Promise<void>

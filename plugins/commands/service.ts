@@ -3,10 +3,16 @@
 // session takes it from there as soon as the session is subscribed to its commands (told on an
 // internal topic, or by the subscription itself), so a command sent between a device's CONNACK and
 // its SUBSCRIBE waits for the SUBSCRIBE instead of going to nobody. Every state change is written
-// with a compare-and-set on the record's state and published on `$iot/{id}/events/command`; every
-// node listens to those events and settles the HTTP requests it holds, so the device and the
-// request may be on different nodes. A request waits for the final
-// answer (or only the acknowledgement) until the command's deadline.
+// with a compare-and-set on the record's state and published on `$iot/{id}/events/command`. The
+// node that makes a change settles the HTTP requests it holds itself, with the record it wrote;
+// every node listens to the events and reads the record for the requests it holds when the change
+// came from another node, so the device and the request may be on different nodes. A request
+// waits for the final answer (or only the acknowledgement) until the command's deadline.
+//
+// Performance (bench command-rtt): the node delivering a command keeps its record until the
+// command ends, so a state change costs one store call (a compare-and-set that answers with the
+// record when it loses) and no read: states only move forward, so the record held in a state is
+// the stored one.
 import { randomUUID } from 'node:crypto'
 import type { Logger } from '../../broker/log.js'
 import type { Metrics } from '../../broker/metrics.js'
@@ -63,9 +69,18 @@ export interface CommandConfig {
 }
 
 interface Waiter {
-  ackOnly: boolean
+  /** Would a record in this state end the wait? */
+  ends(state: CommandState): boolean
   settle(r: CommandRecord): void
 }
+
+/** A command out to a device from this node: its deadline, and its record as last written. */
+interface InFlight {
+  timer: NodeJS.Timeout
+  record: CommandRecord
+}
+
+type MoveOutcome = { moved: true; record: CommandRecord } | { moved: false; record: CommandRecord | undefined }
 
 const keyOf = (deviceId: string, id: string) => `${deviceId}\u0000${id}`
 
@@ -82,14 +97,24 @@ export async function createCommandService(deps: {
 }) {
   const { store, presence, registry, broker, config, log, metrics } = deps
   const waiters = new Map<string, Set<Waiter>>()
-  const deadlines = new Map<string, NodeJS.Timeout>()
+  const inFlight = new Map<string, InFlight>()
   /** Secret bodies of commands this node delivers, never stored. */
   const secrets = new Map<string, unknown>()
   /** Per device, the delivery running on this node: queued commands go out one by one, in order. */
   const delivering = new Map<string, Promise<void>>()
+  /** The payloads of this node's own command events, which its listener need not parse. */
+  const ownEvents = new WeakSet<Buffer>()
 
-  function now() {
-    return new Date().toISOString()
+  // one ISO timestamp per millisecond, not one Date and string per state change
+  let isoAt = 0
+  let iso = ''
+  function now(): string {
+    const t = Date.now()
+    if (t !== isoAt) {
+      isoAt = t
+      iso = new Date(t).toISOString()
+    }
+    return iso
   }
 
   /** Publishes a state change for services, and for the requests waiting on any node. */
@@ -100,49 +125,81 @@ export async function createCommandService(deps: {
       if (r.result.body !== undefined) e.body = r.result.body
     }
     if (FINAL_STATES.has(r.state)) metrics.commands.inc({ state: r.state })
-    await broker.publish(eventTopic(r.deviceId, 'command'), JSON.stringify(e), { qos: 1 })
+    const payload = Buffer.from(JSON.stringify(e))
+    ownEvents.add(payload)
+    await broker.publish(eventTopic(r.deviceId, 'command'), payload, { qos: 1 })
   }
 
-  /** Moves a record to `to`, re-reading it when another writer came first. Undefined: not allowed. */
+  /** Moves a record to `to` (read first unless this node holds it). Undefined: not allowed. */
   async function move(
     deviceId: string,
     id: string,
     to: CommandState,
-    patch: (r: CommandRecord) => Partial<CommandRecord> = () => ({}),
+    patch?: (r: CommandRecord) => Partial<CommandRecord>,
   ): Promise<CommandRecord | undefined> {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const r = await store.get(deviceId, id)
-      if (!r || !canMove(r.state, to)) return undefined
-      const next = moved(r, to, now(), patch(r))
-      if (await store.transition(deviceId, id, r.state, next, config.retentionMs)) {
-        if (FINAL_STATES.has(to)) clearDeadline(deviceId, id)
-        await announce(next)
-        return next
-      }
-    }
-    return undefined
+    const r = inFlight.get(keyOf(deviceId, id))?.record ?? (await store.get(deviceId, id))
+    if (!r) return undefined
+    const out = await moveFrom(r, to, patch)
+    return out.moved ? out.record : undefined
   }
 
-  function clearDeadline(deviceId: string, id: string) {
-    const k = keyOf(deviceId, id)
-    const t = deadlines.get(k)
-    if (t) clearTimeout(t)
-    deadlines.delete(k)
+  /**
+   * Moves `r` to `to` with a compare-and-set on its state; when another writer came first, tries
+   * again from the record the store answers with. Refused: the record as it is (undefined: none).
+   */
+  async function moveFrom(
+    r: CommandRecord,
+    to: CommandState,
+    patch?: (r: CommandRecord) => Partial<CommandRecord>,
+    unqueue = false,
+  ): Promise<MoveOutcome> {
+    let cur: CommandRecord | undefined = r
+    for (let attempt = 0; attempt < 5 && cur && canMove(cur.state, to); attempt++) {
+      const next = moved(cur, to, now(), patch?.(cur))
+      const res = await store.transition(cur.deviceId, cur.id, cur.state, next, config.retentionMs, { unqueue })
+      if (res === true) {
+        changed(next)
+        await announce(next)
+        return { moved: true, record: next }
+      }
+      cur = res
+    }
+    return { moved: false, record: cur }
+  }
+
+  /** A state change this node wrote: its own waiting requests are settled with it, no read. */
+  function changed(r: CommandRecord) {
+    const k = keyOf(r.deviceId, r.id)
+    if (FINAL_STATES.has(r.state)) clearDeadline(k)
+    else {
+      const f = inFlight.get(k)
+      if (f) f.record = r
+    }
+    const set = waiters.get(k)
+    if (set) for (const w of [...set]) w.settle(r)
+  }
+
+  function clearDeadline(k: string) {
+    const f = inFlight.get(k)
+    if (f) clearTimeout(f.timer)
+    inFlight.delete(k)
     secrets.delete(k)
   }
 
   function armDeadline(r: CommandRecord) {
     const k = keyOf(r.deviceId, r.id)
-    const t = setTimeout(
+    const timer = setTimeout(
       function commandDeadline() {
-        deadlines.delete(k)
+        const f = inFlight.get(k)
+        inFlight.delete(k)
         secrets.delete(k)
-        void move(r.deviceId, r.id, 'timed_out').catch((err: unknown) => log.error({ err }, 'command timeout failed'))
+        const moving = f ? moveFrom(f.record, 'timed_out') : move(r.deviceId, r.id, 'timed_out')
+        void moving.catch((err: unknown) => log.error({ err }, 'command timeout failed'))
       },
       Math.max(0, (r.deadline ?? Date.now()) - Date.now()),
     )
-    t.unref()
-    deadlines.set(k, t)
+    timer.unref()
+    inFlight.set(k, { timer, record: r })
   }
 
   /** Sends a command to the device, as it is now delivered (state written first: once only). */
@@ -177,7 +234,7 @@ export async function createCommandService(deps: {
 
   /** Has the node holding the device's session deliver its queue: this one, or any other. */
   async function dispatch(r: CommandRecord, parentId: string | undefined): Promise<void> {
-    if (heldHere(r.deviceId, parentId)) return deliverQueued(r.deviceId)
+    if (heldHere(r.deviceId, parentId)) return deliverQueued(r.deviceId, r)
     const signal: QueuedSignal = { deviceId: r.deviceId }
     if (parentId !== undefined) signal.parentId = parentId
     const secret = secrets.get(keyOf(r.deviceId, r.id))
@@ -190,45 +247,47 @@ export async function createCommandService(deps: {
     const k = keyOf(deviceId, id)
     secrets.set(k, body)
     if (deadline === undefined) return
-    setTimeout(() => deadlines.has(k) || secrets.delete(k), Math.max(0, deadline - Date.now()) + GRACE_MS).unref()
+    setTimeout(() => inFlight.has(k) || secrets.delete(k), Math.max(0, deadline - Date.now()) + GRACE_MS).unref()
   }
 
   /** Delivers a device's queued commands in order; one run at a time per device on this node. */
-  function deliverQueued(deviceId: string): Promise<void> {
-    const run = (delivering.get(deviceId) ?? Promise.resolve()).then(() => deliverEach(deviceId))
+  function deliverQueued(deviceId: string, known?: CommandRecord): Promise<void> {
+    const run = (delivering.get(deviceId) ?? Promise.resolve()).then(() => deliverEach(deviceId, known))
     const tail = run.catch(() => {})
     delivering.set(deviceId, tail)
     void tail.then(() => delivering.get(deviceId) === tail && delivering.delete(deviceId))
     return run
   }
 
-  async function deliverEach(deviceId: string): Promise<void> {
+  /** `known`: a record this node has just created (as stored), so it need not be read back. */
+  async function deliverEach(deviceId: string, known?: CommandRecord): Promise<void> {
     for (const id of await store.queued(deviceId)) {
-      await store.unqueue(deviceId, id)
-      const r = await store.get(deviceId, id)
-      if (r?.state !== 'queued') continue
+      const r = known?.id === id ? known : await store.get(deviceId, id)
+      if (r?.state !== 'queued') {
+        await store.unqueue(deviceId, id)
+        continue
+      }
+      // each leaves the queue with its move (whether or not it moves: another writer came first)
       if (r.expiresAt !== undefined && r.expiresAt < Date.now()) {
-        await move(deviceId, id, 'expired')
+        await moveFrom(r, 'expired', undefined, true)
         continue
       }
       // a command sent while the device was online keeps the deadline it was given; a queued one
       // gets its whole timeout from now
-      const delivered = await move(deviceId, id, 'delivered', () => ({
-        deadline: r.deadline ?? Date.now() + r.timeoutMs,
-      }))
-      if (delivered) await send(delivered)
+      const out = await moveFrom(r, 'delivered', (x) => ({ deadline: x.deadline ?? Date.now() + x.timeoutMs }), true)
+      if (out.moved) await send(out.record)
     }
   }
 
   /** A waiting request's deadline has passed: a command still queued expires, one out times out. */
   async function giveUp(r: CommandRecord): Promise<CommandRecord | undefined> {
-    if (r.state !== 'queued') return move(r.deviceId, r.id, 'timed_out')
-    await store.unqueue(r.deviceId, r.id)
-    return move(r.deviceId, r.id, 'expired')
+    const out = r.state !== 'queued' ? await moveFrom(r, 'timed_out') : await moveFrom(r, 'expired', undefined, true)
+    return out.moved ? out.record : undefined
   }
 
   function wait(r: CommandRecord, ackOnly: boolean): Promise<Outcome> {
-    const done = (x: CommandRecord) => FINAL_STATES.has(x.state) || (ackOnly && x.state === 'acknowledged')
+    const ends = (state: CommandState) => FINAL_STATES.has(state) || (ackOnly && state === 'acknowledged')
+    const done = (x: CommandRecord) => ends(x.state)
     if (done(r)) return Promise.resolve({ record: r })
     const k = keyOf(r.deviceId, r.id)
     return new Promise<Outcome>((resolve) => {
@@ -249,7 +308,7 @@ export async function createCommandService(deps: {
       )
       timer.unref()
       const w: Waiter = {
-        ackOnly,
+        ends,
         settle(x) {
           if (!done(x)) return
           clearTimeout(timer)
@@ -264,18 +323,21 @@ export async function createCommandService(deps: {
 
   /** Settles this node's waiting requests from a command event (on every node). */
   const unsubscribe = await broker.subscribe('$iot/+/events/command', function onCommandEvent(topic, payload) {
+    // this node's own change: it settled its waiters already (and another node's event is a new buffer)
+    if (waiters.size === 0 || ownEvents.has(payload)) return
     const split = splitIotTopic(topic)
-    if (!split || waiters.size === 0) return
-    let id: string
+    if (!split) return
+    let e: { id: string; state: CommandState }
     try {
-      id = (JSON.parse(payload.toString()) as { id: string }).id
+      e = JSON.parse(payload.toString()) as { id: string; state: CommandState }
     } catch {
       return
     }
-    const set = waiters.get(keyOf(split.deviceId, id))
-    if (!set) return
+    const set = waiters.get(keyOf(split.deviceId, e.id))
+    // a change made on this node settled its waiters already: only another node's needs a read
+    if (!set || ![...set].some((w) => w.ends(e.state))) return
     // the record, not the event, is the truth (events of one command may arrive out of order)
-    void store.get(split.deviceId, id).then(
+    void store.get(split.deviceId, e.id).then(
       (r) => {
         if (r) for (const w of [...set]) w.settle(r)
       },
@@ -368,8 +430,8 @@ export async function createCommandService(deps: {
       const r = await store.get(deviceId, id)
       if (!r) throw new errors.COMMAND_NOT_FOUND(id, deviceId)
       if (r.state === 'queued' && r.expiresAt !== undefined && r.expiresAt < Date.now()) {
-        await store.unqueue(deviceId, id)
-        return (await move(deviceId, id, 'expired')) ?? r
+        const out = await moveFrom(r, 'expired', undefined, true)
+        return out.record ?? r
       }
       return r
     },
@@ -377,10 +439,10 @@ export async function createCommandService(deps: {
     async cancel(deviceId: string, id: string): Promise<CommandRecord> {
       const r = await store.get(deviceId, id)
       if (!r) throw new errors.COMMAND_NOT_FOUND(id, deviceId)
-      const next = await move(deviceId, id, 'cancelled')
-      if (!next) throw new errors.COMMAND_FINISHED(id, r.state)
+      const out = await moveFrom(r, 'cancelled')
+      if (!out.moved) throw new errors.COMMAND_FINISHED(id, r.state)
       await store.unqueue(deviceId, id)
-      return next
+      return out.record
     },
 
     /** Delivers a device's queued commands in order (it has just subscribed to its commands). */
@@ -399,32 +461,36 @@ export async function createCommandService(deps: {
       } catch (err) {
         return reject(deviceId, 'invalid', (err as Error).message, rid)
       }
-      const r = await store.get(deviceId, rid)
+      // the node that delivered the command holds its record: an answer to it reads nothing
+      const r = inFlight.get(keyOf(deviceId, rid))?.record ?? (await store.get(deviceId, rid))
       if (!r) return reject(deviceId, 'unknown', 'no such command for this device', rid)
       const to = stateOfAnswer(status)
-      if (!canMove(r.state, to)) {
-        return reject(
-          deviceId,
-          FINAL_STATES.has(r.state) ? 'late' : 'duplicate',
-          `the command is already ${r.state}`,
-          rid,
-        )
-      }
       const at = now()
-      const next = await move(deviceId, rid, to, () =>
-        to === 'acknowledged'
-          ? { ack: { at } }
-          : { result: body === undefined ? { status, at } : { status, body, at } },
+      const out = canMove(r.state, to)
+        ? await moveFrom(r, to, () =>
+            to === 'acknowledged'
+              ? { ack: { at } }
+              : { result: body === undefined ? { status, at } : { status, body, at } },
+          )
+        : { moved: false, record: r }
+      if (out.moved) return 'ok'
+      const cur = out.record
+      if (!cur) return reject(deviceId, 'unknown', 'no such command for this device', rid)
+      if (canMove(cur.state, to)) return reject(deviceId, 'duplicate', 'another answer came first', rid)
+      return reject(
+        deviceId,
+        FINAL_STATES.has(cur.state) ? 'late' : 'duplicate',
+        `the command is already ${cur.state}`,
+        rid,
       )
-      return next ? 'ok' : reject(deviceId, 'duplicate', 'another answer came first', rid)
     },
 
     /** An answer that cannot even be read: counted and reported like the others. */
     reject,
 
     async close(): Promise<void> {
-      for (const t of deadlines.values()) clearTimeout(t)
-      deadlines.clear()
+      for (const f of inFlight.values()) clearTimeout(f.timer)
+      inFlight.clear()
       await Promise.all([unsubscribe(), unsignal()])
     },
   }

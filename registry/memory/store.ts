@@ -1,8 +1,6 @@
 // The in-memory adapter: the reference semantics of every store port, and the embedded mode's store.
 // Values are copied in and out, so callers can never change stored state by accident.
-import type { CommandRecord } from '../commands.js'
 import type {
-  CommandStore,
   DeviceStore,
   PresenceStore,
   RegistryEvents,
@@ -14,6 +12,7 @@ import type {
 import { MAX_SCAN, matchesQuery } from '../query.js'
 import { emptyTwin, type TwinRecord } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
+import { createMemoryCommandStore } from './commands.js'
 import { createModelStore, type DeviceModelState } from './models.js'
 import { createOtaStore } from './ota.js'
 import { createProvisioningStore } from './provisioning.js'
@@ -156,62 +155,6 @@ function createTwinStore(): TwinStore {
   }
 }
 
-function createCommandStore(): CommandStore {
-  const records = new Map<string, { r: CommandRecord; until: number }>()
-  const queues = new Map<string, string[]>()
-  const idem = new Map<string, { id: string; until: number }>()
-  const key = (deviceId: string, id: string) => `${deviceId}\u0000${id}`
-  const live = <T extends { until: number }>(e: T | undefined) => (e && e.until > Date.now() ? e : undefined)
-  // records past their retention are dropped by a full sweep each time the maps have doubled since
-  // the last one: amortised O(1) per command, and memory bounded by what the retention keeps
-  let sweepAt = 1024
-  function sweep() {
-    if (records.size + idem.size < sweepAt) return
-    const now = Date.now()
-    for (const [k, e] of records) if (e.until <= now) records.delete(k)
-    for (const [k, e] of idem) if (e.until <= now) idem.delete(k)
-    sweepAt = Math.max(1024, 2 * (records.size + idem.size))
-  }
-  return {
-    async create(r, opts) {
-      sweep()
-      const until = Date.now() + opts.retentionMs
-      const ik = opts.idempotencyKey === undefined ? undefined : key(r.deviceId, opts.idempotencyKey)
-      const existing = ik === undefined ? undefined : live(idem.get(ik))
-      if (existing) return { created: false, reason: 'duplicate', id: existing.id }
-      if (opts.queueBound !== undefined) {
-        const q = queues.get(r.deviceId) ?? []
-        if (q.length >= opts.queueBound) return { created: false, reason: 'queue_full' }
-        q.push(r.id)
-        queues.set(r.deviceId, q)
-      }
-      records.set(key(r.deviceId, r.id), { r: copy(r), until })
-      if (ik !== undefined) idem.set(ik, { id: r.id, until })
-      return { created: true }
-    },
-    async get(deviceId, id) {
-      const e = live(records.get(key(deviceId, id)))
-      return e && copy(e.r)
-    },
-    async transition(deviceId, id, from, next, retentionMs) {
-      const e = live(records.get(key(deviceId, id)))
-      if (!e || e.r.state !== from) return false
-      records.set(key(deviceId, id), { r: copy(next), until: Date.now() + retentionMs })
-      return true
-    },
-    async queued(deviceId) {
-      return [...(queues.get(deviceId) ?? [])]
-    },
-    async unqueue(deviceId, id) {
-      const q = queues.get(deviceId)
-      if (!q) return
-      const rest = q.filter((x) => x !== id)
-      if (rest.length) queues.set(deviceId, rest)
-      else queues.delete(deviceId)
-    },
-  }
-}
-
 function createEvents(onError: (err: Error) => void): RegistryEvents {
   const listeners = new Set<(e: RegistryEvent) => void>()
   return {
@@ -247,7 +190,7 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): RegistryStore 
     devices: createDeviceStore(records, (id) => deviceModels.delete(id)),
     presence: createPresenceStore(),
     twins: createTwinStore(),
-    commands: createCommandStore(),
+    commands: createMemoryCommandStore(),
     models: createModelStore(deviceModels, (id) => records.has(id)),
     provisioning: createProvisioningStore(),
     ota: createOtaStore(),

@@ -92,9 +92,14 @@ redis.call('HSET', KEYS[1], 'v', '1', 's', ARGV[1], 'doc', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[3]) end
 return {'created'}`,
-  // KEYS[1] record hash; ARGV: expected state, new state, doc, retention ms. 1 when moved.
+  // KEYS: record hash, the device's queue. ARGV: expected state, new state, doc, retention ms, id to
+  // take out of the queue ('' for none; taken out whether the record moves or not). 1 when moved,
+  // else the record's doc as it is (0 when there is none): a caller that lost a race reads nothing.
   fhCommandMove: `
-if redis.call('HGET', KEYS[1], 's') ~= ARGV[1] then return 0 end
+if ARGV[5] ~= '' then redis.call('LREM', KEYS[2], 0, ARGV[5]) end
+local cur = redis.call('HMGET', KEYS[1], 's', 'doc')
+if not cur[1] then return 0 end
+if cur[1] ~= ARGV[1] then return cur[2] end
 redis.call('HSET', KEYS[1], 's', ARGV[2], 'doc', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`,
@@ -142,7 +147,15 @@ export interface ScriptCalls {
     idemKey: string,
     id: string,
   ): Promise<string[]>
-  fhCommandMove(record: string, from: string, to: string, doc: string, retentionMs: number): Promise<number>
+  fhCommandMove(
+    record: string,
+    queue: string,
+    from: string,
+    to: string,
+    doc: string,
+    retentionMs: number,
+    unqueueId: string,
+  ): Promise<number | string>
 }
 
 const keyCounts: Record<ScriptName, number> = {
@@ -157,7 +170,7 @@ const keyCounts: Record<ScriptName, number> = {
   fhTwinCas: 1,
   fhTwinSeen: 1,
   fhCommandCreate: 3,
-  fhCommandMove: 1,
+  fhCommandMove: 2,
 }
 
 export function defineScripts(redis: Redis): ScriptCalls {

@@ -292,10 +292,17 @@ function createCommandStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): Comm
     async get(deviceId, id) {
       return decodeCommand(await redis.hget(keys.command(deviceId, id), 'doc'))
     },
-    async transition(deviceId, id, from, next, retentionMs) {
-      return (
-        (await s.fhCommandMove(keys.command(deviceId, id), from, next.state, encodeCommand(next), retentionMs)) === 1
+    async transition(deviceId, id, from, next, retentionMs, opts) {
+      const res = await s.fhCommandMove(
+        keys.command(deviceId, id),
+        keys.commandQueue(deviceId),
+        from,
+        next.state,
+        encodeCommand(next),
+        retentionMs,
+        opts?.unqueue ? id : '',
       )
+      return res === 1 ? true : typeof res === 'string' ? decodeCommand(res) : undefined
     },
     async queued(deviceId) {
       return redis.lrange(keys.commandQueue(deviceId), 0, -1)
