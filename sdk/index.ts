@@ -61,6 +61,30 @@ export {
 export type { DeviceHandle } from './handle.js'
 export { diffPatch, isJsonObject, type Json, type JsonObject, jsonEqual, mergePatch } from './json.js'
 export type { CompactSender, ModelBound, ModelsClient } from './models.js'
+export {
+  DEFAULT_FIRMWARE_VERSION,
+  type OtaAgent,
+  type OtaAgentOptions,
+  type OtaDevice,
+  type OtaHealthInfo,
+  startOtaAgent,
+} from './ota-agent.js'
+export { fakeImage, type OtaDiskState, type Slot } from './ota-disk.js'
+export { DownloadError, downloadResumable } from './ota-download.js'
+export {
+  type InstallNotice,
+  type Manifest,
+  OTA_ERRORS,
+  OTA_STATES,
+  type OtaErrorCode,
+  type OtaNotice,
+  type OtaState,
+  type OtaStatus,
+  parseManifest,
+  parseNotice,
+} from './ota-protocol.js'
+export { dropConnection, OTA_FAILURES, type OtaFailure } from './ota-simulation.js'
+export { checkInstall, parsePublicKey, verifyManifest } from './ota-verify.js'
 export { decodeJson, encodeJson } from './payload.js'
 export type {
   ConfigHandler,
@@ -94,4 +118,5 @@ export {
   type Unsubscribe,
 } from './service.js'
 export { DEFAULT_SIMULATE_URL, parseSimulateArgs, SIMULATE_USAGE, type SimulateOptions } from './simulate.js'
+export type { SimulateOtaOptions } from './simulate-ota.js'
 export type { ReportOptions, TwinClient, TwinSideView, TwinState } from './twin.js'

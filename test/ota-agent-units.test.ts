@@ -17,7 +17,7 @@ import {
   verifyManifest,
 } from '../sdk/index.js'
 import { PowerCut } from '../sdk/ota-download.js'
-import { fileServer, installNotice, makePackage, signingKey } from './helpers/ota.js'
+import { fileServer, installNotice, makePackage, signingKey } from './helpers/ota-agent.js'
 
 const key = signingKey()
 const stranger = signingKey()

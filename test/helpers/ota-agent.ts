@@ -88,7 +88,7 @@ export interface FileServer {
 export async function fileServer(
   t: { teardown(fn: () => unknown): void },
   files: Record<string, Buffer>,
-  opts: { ignoreRange?: boolean; chunk?: number } = {},
+  opts: { ignoreRange?: boolean; chunk?: number; delayMs?: number } = {},
 ): Promise<FileServer> {
   const requests: ServedRequest[] = []
   const drops = new Map<string, { bytes: number; n: number }>()
@@ -129,11 +129,13 @@ export async function fileServer(
     const chunk = opts.chunk ?? 8192
     let at = 0
     const next = () => {
+      if (res.destroyed) return
       if (at >= body.length) return res.end()
       const piece = body.subarray(at, at + chunk)
       at += chunk
-      if (res.write(piece)) setImmediate(next)
-      else res.once('drain', next)
+      const go = () => (opts.delayMs ? setTimeout(next, opts.delayMs) : setImmediate(next))
+      if (res.write(piece)) go()
+      else res.once('drain', go)
     }
     next()
   })
