@@ -7,6 +7,7 @@ import { authPlugin } from '../plugins/auth/index.js'
 import { commandsPlugin } from '../plugins/commands/index.js'
 import { enforcementPlugin } from '../plugins/enforcement/index.js'
 import { modelsPlugin } from '../plugins/models/index.js'
+import { otaPlugin } from '../plugins/ota/index.js'
 import { presencePlugin } from '../plugins/presence/index.js'
 import { twinsPlugin } from '../plugins/twins/index.js'
 import { createMemoryStore } from '../registry/memory/store.js'
@@ -67,6 +68,7 @@ function corePlugins(adminToken: string): Plugin[] {
     twinsPlugin(),
     modelsPlugin(),
     commandsPlugin(),
+    otaPlugin(),
   ]
 }
 
@@ -122,6 +124,7 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
       adminToken,
       version: packageVersion(),
       routes: host.routes,
+      publicRoutes: host.publicRoutes,
       deviceFields: host.deviceFields,
       async health() {
         const checks: Record<string, boolean> = { mqtt: !mqtt.aedes.closed, http: httpUp }

@@ -3,7 +3,8 @@
 // documentation (the README's table and `fleethub start --help` come from it). Errors name the
 // option and the bad value. Everything else receives the frozen Config.
 import { existsSync, readFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
+import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { errors } from '../registry/errors.js'
 
@@ -58,6 +59,16 @@ export interface Config {
   readonly decodeQueueMax: number
   /** Frames per decode task in the pool. @default 512 */
   readonly decodeBatch: number
+  /** PKCS#8 PEM Ed25519 private key that signs package manifests; unset: an ephemeral key per start. */
+  readonly otaSigningKey?: string
+  /** Directory of hosted package files. @default {os.tmpdir()}/fleethub-packages */
+  readonly otaDir: string
+  /** Largest package file upload, in bytes. @default 67108864 */
+  readonly otaMaxPackageBytes: number
+  /** Base URL devices download hosted packages from; unset: this node's HTTP address. */
+  readonly otaBaseUrl?: string
+  /** How often the rollout scheduler looks at its jobs (ms). @default 1000 */
+  readonly otaTickMs: number
 }
 
 type Kind = 'port' | 'string' | 'file' | 'url' | 'int' | 'token' | 'nodeId' | 'logLevel' | 'bool'
@@ -286,6 +297,48 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 10000,
     doc: 'compact frames per decode task in the pool',
+  },
+  {
+    key: 'otaSigningKey',
+    env: 'FLEETHUB_OTA_SIGNING_KEY',
+    flag: 'ota-signing-key',
+    kind: 'file',
+    doc: 'PKCS#8 PEM Ed25519 private key that signs package manifests (unset: an ephemeral key per start, for development only; every node of a cluster needs the same key)',
+  },
+  {
+    key: 'otaDir',
+    env: 'FLEETHUB_OTA_DIR',
+    flag: 'ota-dir',
+    kind: 'string',
+    default: () => path.join(tmpdir(), 'fleethub-packages'),
+    doc: 'directory of hosted package files (default: fleethub-packages in the system temp dir; in a cluster it must be shared storage, or use external package URLs)',
+  },
+  {
+    key: 'otaMaxPackageBytes',
+    env: 'FLEETHUB_OTA_MAX_PACKAGE_BYTES',
+    flag: 'ota-max-package-bytes',
+    kind: 'int',
+    default: 67108864,
+    min: 1,
+    max: 17179869184,
+    doc: 'largest package file upload, in bytes',
+  },
+  {
+    key: 'otaBaseUrl',
+    env: 'FLEETHUB_OTA_BASE_URL',
+    flag: 'ota-base-url',
+    kind: 'string',
+    doc: "base URL devices download hosted packages from, e.g. https://hub.example.com (unset: this node's HTTP address)",
+  },
+  {
+    key: 'otaTickMs',
+    env: 'FLEETHUB_OTA_TICK_MS',
+    flag: 'ota-tick-ms',
+    kind: 'int',
+    default: 1000,
+    min: 20,
+    max: 60000,
+    doc: 'how often the rollout scheduler drives its jobs (ms)',
   },
 ]
 

@@ -120,6 +120,18 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    otaReportsRefused: new Counter({
+      name: 'fleethub_ota_reports_refused_total',
+      help: 'device OTA status reports refused, by reason (invalid, unknown_job, not_in_job, finished, backwards, not_notified)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    otaTransitions: new Counter({
+      name: 'fleethub_ota_transitions_total',
+      help: 'OTA execution state changes, by the state reached',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
     kicks: new Counter({
       name: 'fleethub_kicks_total',
       help: 'sessions closed because the registry changed (disable, delete, key rotation)',

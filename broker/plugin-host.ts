@@ -64,6 +64,8 @@ export class PluginHost {
   }
   /** HTTP routes of capabilities, mounted behind the API token. */
   readonly routes: FastifyPluginAsyncTypebox[] = []
+  /** HTTP routes without the API token (each says in its plugin's docs why that is safe). */
+  readonly publicRoutes: FastifyPluginAsyncTypebox[] = []
   /** Fields of `GET /devices/{id}` that capabilities add. */
   readonly deviceFields: DeviceFields[] = []
   private readonly handlers = new Map<string, UplinkHandler>()
@@ -98,6 +100,10 @@ export class PluginHost {
 
   addRoutes(routes: FastifyPluginAsyncTypebox): void {
     this.routes.push(routes)
+  }
+
+  addPublicRoutes(routes: FastifyPluginAsyncTypebox): void {
+    this.publicRoutes.push(routes)
   }
 
   addDeviceFields(fields: DeviceFields): void {

@@ -3,6 +3,7 @@
 // `undefined`, never a rejection.
 import type { CommandRecord, CommandState } from './commands.js'
 import type { Model, ModelBinding, ModelDefinition } from './models.js'
+import type { ExecutionState, OtaExecution, OtaJob, OtaPackage } from './ota.js'
 import type { TwinRecord, TwinSide, TwinSideName } from './twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from './types.js'
 
@@ -151,8 +152,69 @@ export interface RegistryStore {
   readonly twins: TwinStore
   readonly commands: CommandStore
   readonly models: ModelStore
+  readonly ota: OtaStore
   readonly events: RegistryEvents
   /** Resolves when the backing store answers; rejects otherwise. */
   ping(): Promise<void>
   close(): Promise<void>
+}
+
+export interface OtaPage<T> {
+  items: T[]
+  /** Set when more may follow: pass it as `after` for the next page. */
+  next?: string
+}
+
+/**
+ * Firmware updates (registry/ota.ts): packages, jobs, per job its executions (one per device, in
+ * the order the job resolved them) with totals by state, per device a pointer to its current
+ * execution, and per job a scheduler lease. Every execution write is a compare-and-set on its
+ * revision that moves the job's totals in the same atomic step, so concurrent reports and the
+ * scheduler never count twice.
+ */
+export interface OtaStore {
+  /** False when the id exists. */
+  createPackage(p: OtaPackage): Promise<boolean>
+  getPackage(id: string): Promise<OtaPackage | undefined>
+  /** Packages in id order; `after` is exclusive. */
+  listPackages(q: { after?: string; limit: number }): Promise<OtaPage<OtaPackage>>
+  /** Replaces the package when its stored revision is still `next.rev - 1`. */
+  updatePackage(next: OtaPackage): Promise<boolean>
+  /** Removes it unless a job that is not completed or cancelled uses it: 'in_use' then. */
+  deletePackage(id: string): Promise<'deleted' | 'not_found' | 'in_use'>
+
+  /** Stores a new job (and remembers it under its package). */
+  createJob(job: OtaJob): Promise<void>
+  getJob(id: string): Promise<OtaJob | undefined>
+  /** Jobs in id order (ids sort by creation time). */
+  listJobs(q: { after?: string; limit: number }): Promise<OtaPage<OtaJob>>
+  /** Replaces the job when its stored revision is still `next.rev - 1`. */
+  updateJob(next: OtaJob): Promise<boolean>
+  /**
+   * The scheduler's work list: ids of the jobs not completed or cancelled, and of final jobs whose
+   * devices are still in flight (their deadlines still run).
+   */
+  openJobs(): Promise<string[]>
+
+  /** Adds executions (new ones only; their totals are counted). */
+  addExecutions(jobId: string, list: readonly OtaExecution[]): Promise<void>
+  getExecution(jobId: string, deviceId: string): Promise<OtaExecution | undefined>
+  /** Executions with `from <= ordinal < to`, in ordinal order, at most `limit`. */
+  executionsByOrdinal(jobId: string, from: number, to: number, limit: number): Promise<OtaExecution[]>
+  /**
+   * Replaces the execution when its stored revision is still `next.rev - 1`, moving the job's
+   * totals from the stored state to `next.state` in the same step. False when another write came first.
+   */
+  transition(next: OtaExecution): Promise<boolean>
+  /** Devices whose executions are in flight (notified, not final, or owing a rollback). */
+  inFlight(jobId: string): Promise<string[]>
+  totals(jobId: string): Promise<Partial<Record<ExecutionState, number>>>
+
+  /** The device's current (or last) execution's job. */
+  setCurrent(deviceId: string, jobId: string): Promise<void>
+  getCurrent(deviceId: string): Promise<string | undefined>
+
+  /** Takes or renews the job's lease for `node`; false while another node holds it. */
+  lease(jobId: string, node: string, ttlMs: number): Promise<boolean>
+  release(jobId: string, node: string): Promise<void>
 }

@@ -31,6 +31,8 @@ export interface HttpDeps {
   health(): Promise<HealthReport>
   /** Extra authenticated routes (later capabilities add theirs here). */
   routes?: FastifyPluginAsyncTypebox[]
+  /** Extra routes served without the token (device downloads). */
+  publicRoutes?: FastifyPluginAsyncTypebox[]
   /** Fields capabilities add to `GET /devices/{id}`. */
   deviceFields?: DeviceFields[]
 }
@@ -90,6 +92,8 @@ export async function createHttpServer(deps: HttpDeps) {
   app.get('/metrics', { schema: { hide: true } }, async function promMetrics(_req, reply) {
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
   })
+
+  for (const r of deps.publicRoutes ?? []) await app.register(r)
 
   await app.register(async function authenticated(scoped) {
     scoped.addHook('onRequest', async function bearerToken(req: FastifyRequest) {

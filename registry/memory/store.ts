@@ -15,6 +15,7 @@ import { MAX_SCAN, matchesQuery } from '../query.js'
 import { emptyTwin, type TwinRecord } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
 import { createModelStore, type DeviceModelState } from './models.js'
+import { createOtaStore } from './ota.js'
 import { SortedIds } from './sorted-ids.js'
 
 const copy = structuredClone
@@ -247,6 +248,7 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): RegistryStore 
     twins: createTwinStore(),
     commands: createCommandStore(),
     models: createModelStore(deviceModels, (id) => records.has(id)),
+    ota: createOtaStore(),
     events: createEvents(opts.onError ?? (() => {})),
     async ping() {},
     async close() {},

@@ -12,6 +12,7 @@ import { emptySide, type TwinRecord, type TwinSide } from '../twin.js'
 import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
 import { createKeys, type RedisKeys } from './keys.js'
 import { createModelStore } from './models.js'
+import { createOtaStore } from './ota.js'
 import { defineScripts, type ScriptCalls } from './scripts.js'
 
 /** Format version of stored device documents. */
@@ -369,6 +370,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Registr
     twins: createTwinStore(redis, keys, s),
     commands: createCommandStore(redis, keys, s),
     models: createModelStore(redis, keys, s),
+    ota: createOtaStore(redis, opts.prefix ?? 'fh'),
     events: createEvents(redis, sub, keys, onError),
     async ping() {
       await withTimeout(redis.ping(), 1000, 'Redis did not answer PING within 1 s')

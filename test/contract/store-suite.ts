@@ -5,6 +5,7 @@ import { verifiersOf } from '../../registry/credentials.js'
 import type { RegistryStore } from '../../registry/ports.js'
 import type { DeviceEvent, DeviceRecord, RegistryEvent } from '../../registry/types.js'
 import { modelContract } from './model-suite.js'
+import { otaContract } from './ota-suite.js'
 
 export interface StoreFactory {
   /** A fresh, empty store. */
@@ -291,4 +292,5 @@ export function storeContract(t: Test, f: StoreFactory): void {
   }
 
   modelContract(t, f, fresh)
+  otaContract(t, f, fresh)
 }

@@ -1,0 +1,65 @@
+// The device's side of firmware updates: reports on `$iot/{id}/ota/status`, and once the device is
+// subscribed to `$iot/{id}/ota/notify` (by SUBSCRIBE, or restored with its persistent session) the
+// notification or rollback instruction it must not miss is sent again, once per session. Sending
+// only once the subscription exists means nothing is lost to a race with the SUBSCRIBE.
+import type { Logger } from '../../broker/log.js'
+import type { BrokerPort, Session, UplinkMessage } from '../../broker/session.js'
+import { devicePrefix, splitIotTopic } from '../../registry/topics.js'
+import type { OtaService } from './service.js'
+
+const NOTIFY = 'ota/notify'
+
+export function createDeviceSide(ota: OtaService, broker: BrokerPort, log: Logger) {
+  const resent = new WeakMap<Session, Set<string>>()
+  /**
+   * Per device, its reports in arrival order: Aedes acknowledges a QoS 1 PUBLISH before it is
+   * handled and may handle a client's next one meanwhile, so without this `confirming` could
+   * overtake `rebooting`.
+   */
+  const chains = new Map<string, Promise<void>>()
+
+  function devicesIn(session: Session, topics: readonly string[]): string[] {
+    const p = session.principal
+    if (p.kind !== 'device') return []
+    const own = `${devicePrefix(p.deviceId)}${NOTIFY}`
+    const out: string[] = []
+    for (const t of topics) {
+      if (t === own) out.push(p.deviceId)
+      else {
+        const split = splitIotTopic(t)
+        if (split && t.endsWith(`/${NOTIFY}`) && t.length === split.restAt + NOTIFY.length) out.push(split.deviceId)
+      }
+    }
+    return out
+  }
+
+  async function resendAll(session: Session, ids: string[]): Promise<void> {
+    let done = resent.get(session)
+    if (!done) {
+      done = new Set()
+      resent.set(session, done)
+    }
+    for (const id of ids) {
+      if (done.has(id)) continue
+      done.add(id)
+      await ota.resend(id).catch((err: unknown) => log.error({ err, deviceId: id }, 'OTA: resend failed'))
+    }
+  }
+
+  return {
+    onSubscribed(session: Session, topics: readonly string[]) {
+      return resendAll(session, devicesIn(session, topics))
+    },
+    onReady(session: Session) {
+      if (session.principal.kind !== 'device') return
+      return resendAll(session, devicesIn(session, broker.subscriptionsOf(session.clientId)))
+    },
+    onStatus(m: UplinkMessage): Promise<void> {
+      const run = (chains.get(m.deviceId) ?? Promise.resolve()).then(() => ota.onStatus(m.deviceId, m.payload))
+      const tail = run.catch(() => {})
+      chains.set(m.deviceId, tail)
+      void tail.then(() => chains.get(m.deviceId) === tail && chains.delete(m.deviceId))
+      return run
+    },
+  }
+}
