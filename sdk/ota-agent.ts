@@ -151,8 +151,14 @@ export async function startOtaAgent(device: OtaDevice, opts: OtaAgentOptions): P
 
   async function reboot(): Promise<void> {
     log('rebooting')
-    if (opts.reboot) await orAbort(opts.reboot(), life.signal)
-    else if (device.mqtt) await dropConnection(device.mqtt, opts.rebootMs ?? 200, life.signal)
+    try {
+      if (opts.reboot) await orAbort(opts.reboot(), life.signal)
+      else if (device.mqtt) await dropConnection(device.mqtt, opts.rebootMs ?? 200, life.signal)
+    } catch (err) {
+      if (stopped) throw err
+      // the device is back, whatever the reboot hook says: state.json decides what runs
+      reportError(new Error(`the reboot failed: ${(err as Error).message}`))
+    }
     log(`running ${running()} in slot ${disk.active}`)
   }
 

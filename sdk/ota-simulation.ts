@@ -2,7 +2,6 @@
 // drops and comes back, as when a device restarts) and the failures `fleethub simulate --ota-fail`
 // injects. Each failure makes the real check fail or the real path run: a tampered signature meets
 // the real verification, a corrupted file the real hash check, a cut download the real resume.
-import { type EventEmitter, once } from 'node:events'
 import { open } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { MqttClient } from 'mqtt'
@@ -49,16 +48,28 @@ export async function corruptFile(file: string): Promise<void> {
 
 /**
  * A simulated reboot of a device on `client`: the connection closes without DISCONNECT (as when the
- * power goes), stays down for `downMs`, and the same client connects again (mqtt.js resubscribes).
- * Resolves on the new CONNACK; `signal` stops waiting.
+ * power goes), stays down for `downMs`, and the same client connects again (mqtt.js resubscribes, and
+ * keeps trying every reconnect period while the broker is away). Resolves on the new CONNACK;
+ * `signal` stops waiting.
  */
 export async function dropConnection(client: MqttClient, downMs: number, signal?: AbortSignal): Promise<void> {
   await new Promise<void>((resolve) => {
     client.end(true, () => resolve())
   })
   await sleep(downMs, undefined, signal ? { signal } : {})
-  // mqtt.js types its client as a typed emitter, which events.once does not take as such
-  const back = once(client as unknown as EventEmitter, 'connect', signal ? { signal } : {})
+  // not events.once: it rejects on the first 'error', and a refused attempt is not the end of a reboot
+  const back = new Promise<void>((resolve, reject) => {
+    const stop = () => {
+      client.off('connect', connected)
+      reject(new Error('the reboot was interrupted'))
+    }
+    function connected() {
+      signal?.removeEventListener('abort', stop)
+      resolve()
+    }
+    client.once('connect', connected)
+    signal?.addEventListener('abort', stop, { once: true })
+  })
   client.reconnect()
   await back
 }

@@ -4,6 +4,7 @@
 // (to the previous slot, to the golden image), cancel, a second job, and restarts that resume from
 // state.json (a cut download, a reboot that never came back, an outcome never acknowledged).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -18,6 +19,7 @@ import {
 } from '../sdk/index.js'
 import { ADMIN_TOKEN, type Closer, createDevice, mqttUrl, sleep, startTestApp, waitFor } from './helpers/app.js'
 import { fileServer, installNotice, makePackage, signingKey, watchStatus } from './helpers/ota-agent.js'
+import { freePort } from './helpers/redis.js'
 
 const key = signingKey()
 const MODEL = 'acme.air'
@@ -326,6 +328,64 @@ t.test('the OTA agent', async (t) => {
     t.ok(progress.includes(50), 'the resumed download reported where it started again: 50 %')
     t.equal(d.connects(), 2, 'the power cut and the install each restarted the device')
     t.same(slotFile(d, 'b'), pkg2.image)
+  })
+
+  t.test('a reboot while the broker is away waits for it; a failing reboot hook is reported', async (t) => {
+    // the device reaches the broker through a TCP relay the test can take away and bring back
+    const port = await freePort()
+    const sockets = new Set<net.Socket>()
+    const relay = () => {
+      const server = net.createServer((inbound) => {
+        const outbound = net.connect(app.ports.mqtt, '127.0.0.1')
+        for (const s of [inbound, outbound]) {
+          sockets.add(s)
+          s.on('close', () => sockets.delete(s))
+          s.on('error', () => {})
+        }
+        inbound.pipe(outbound).pipe(inbound)
+      })
+      return new Promise<net.Server>((r) => server.listen(port, '127.0.0.1', () => r(server)))
+    }
+    let current = await relay()
+    t.teardown(() => {
+      for (const s of sockets) s.destroy()
+      current.close()
+    })
+    const keys = await createDevice(app, 'ota-away')
+    const dev = await connectDevice({
+      url: `mqtt://127.0.0.1:${port}`,
+      deviceId: 'ota-away',
+      key: keys.primary,
+      reconnectPeriodMs: 50,
+      onError: () => {},
+    })
+    t.teardown(() => dev.end(true))
+    const errors: string[] = []
+    // down for 300 ms: the relay is gone by then, and comes back after several refused attempts
+    const agent = await startOtaAgent(dev, {
+      ...base(tempDir(t)),
+      rebootMs: 300,
+      onError: (e) => errors.push(e.message),
+    })
+    t.teardown(() => agent.stop())
+    let refusedAttempts = 0
+    dev.mqtt.on('error', () => refusedAttempts++)
+    await notify('ota-away', installNotice('aw', pkg2, srv.url('/fw/2')))
+    await statuses.next('ota-away', 'rebooting')
+    current.close() // no new connections; the device's own ends with its reboot
+    await sleep(800)
+    current = await relay()
+    t.same(await statuses.next('ota-away', 'succeeded'), { jobId: 'aw', state: 'succeeded', version: '2.0.0' })
+    t.ok(refusedAttempts > 0, `the reboot outlived ${refusedAttempts} refused connection attempts`)
+    t.same(errors, [], 'and was not an error')
+
+    const d = await device(t, 'ota-reboot-throws', {
+      reboot: () => Promise.reject(new Error('watchdog fired')),
+      onError: (e) => errors.push(e.message),
+    })
+    await notify(d.id, installNotice('rt', pkg2, srv.url('/fw/2')))
+    t.same(await statuses.next(d.id, 'succeeded'), { jobId: 'rt', state: 'succeeded', version: '2.0.0' })
+    t.same(errors, ['the reboot failed: watchdog fired'], 'a reboot hook that throws is reported, and the boot goes on')
   })
 
   t.test('restarts resume from state.json', async (t) => {
