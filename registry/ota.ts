@@ -186,9 +186,12 @@ export interface OtaExecution {
   rev: number
 }
 
-/** An execution is tracked by the scheduler while the device is working on it or owes a rollback. */
+/**
+ * An execution is in flight (tracked by the scheduler for its deadlines) from its notification to a
+ * final state. A rollback still owed after a final state is not: it has no deadline, and is sent
+ * again whenever the device subscribes (the execution's `rollback` says so).
+ */
 export function isInFlight(e: OtaExecution): boolean {
-  if (e.rollback && e.state !== 'rolled_back') return true
   return e.state !== 'pending' && !TERMINAL.has(e.state)
 }
 

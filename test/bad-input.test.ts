@@ -4,6 +4,7 @@ import net from 'node:net'
 import t from 'tap'
 import WebSocket from 'ws'
 import type { Plugin } from '../broker/plugin-host.js'
+import type { OtaService } from '../plugins/ota/service.js'
 import { connect, createDevice, deviceOpts, inbox, mqttUrl, serviceOpts, sleep, startTestApp } from './helpers/app.js'
 import {
   connectPacket,
@@ -17,6 +18,7 @@ import {
 /** A test plugin whose hooks fail on purpose. */
 const faulty: Plugin = {
   name: 'faulty',
+  dependencies: ['ota'],
   register({ host }) {
     host.addHook('authorizePublish', (_s, topic) => {
       if (topic.startsWith('boom/')) throw new Error('hook failure')
@@ -25,9 +27,11 @@ const faulty: Plugin = {
     host.addHook('sessionReady', (s) => {
       if (s.clientId === 'throws-on-ready') throw new Error('ready failure')
     })
-    host.handle('ota/status', async () => {
+    // every uplink kind has its owner now: make the OTA status handler fail instead
+    const ota = host.use<OtaService>('ota')
+    ota.onStatus = async () => {
       throw new Error('handler failure')
-    })
+    }
   },
 }
 

@@ -6,15 +6,12 @@ import { createHash, generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
-import type { App } from '../broker/app.js'
 import { verifyManifest } from '../registry/ota.js'
 import {
   ADMIN_TOKEN,
   connect,
   createDevice,
-  deviceOpts,
   inbox,
   mqttUrl,
   serviceOpts,
@@ -22,159 +19,23 @@ import {
   startTestApp,
   waitFor,
 } from './helpers/app.js'
+import {
+  api,
+  type Device,
+  devices,
+  executionOf,
+  FILE,
+  fakeDevice,
+  hostedPackage,
+  jobReaches,
+  type Mode,
+  type Notify,
+  otaEnv,
+  SHA,
+  watchJobs,
+} from './helpers/ota.js'
+import { api as nodeApi, startNode } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
-
-const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
-// biome-ignore lint/suspicious/noExplicitAny: test code reads whatever JSON the API and the events carry
-type Json = Record<string, any>
-
-function api(app: App) {
-  return async (method: string, url: string, payload?: object | Buffer, headers: Record<string, string> = {}) => {
-    const r = await app.http.inject({
-      method: method as 'GET',
-      url,
-      headers: { ...auth, ...headers },
-      ...(payload ? { payload } : {}),
-    })
-    return { status: r.statusCode, body: r.body ? (r.json() as Json) : {}, headers: r.headers }
-  }
-}
-
-type Mode = 'ok' | 'fail' | 'noconfirm' | 'unconfirmed' | 'hold' | 'silent'
-
-interface Notify {
-  jobId: string
-  action: string
-  version?: string
-  url?: string
-  size?: number
-  sha256?: string
-  manifest?: string
-  signature?: string
-  confirmWithinMs?: number
-  reason?: string
-}
-
-/** A device that follows its notifications as `mode` says; `hold` waits for release() after downloading. */
-async function fakeDevice(url: string, id: string, key: string, mode: Mode, from = '1.0.0') {
-  let client: MqttClient
-  const got: Notify[] = []
-  let running = from
-  let release!: () => void
-  const released = new Promise<void>((r) => {
-    release = r
-  })
-  const report = (m: object) =>
-    client.publishAsync(`$iot/${id}/ota/status`, JSON.stringify(m), { qos: 1 }).catch(() => {})
-
-  async function follow(n: Notify) {
-    got.push(n)
-    if (n.action === 'rollback') return report({ jobId: n.jobId, state: 'rolled_back', version: running })
-    if (n.action !== 'install' || mode === 'silent') return
-    const jobId = n.jobId
-    await report({ jobId, state: 'downloading', progress: 0 })
-    if (mode === 'hold') await released
-    if (mode === 'fail') return report({ jobId, state: 'failed', error: 'hash_mismatch' })
-    await report({ jobId, state: 'downloading', progress: 100 })
-    for (const state of ['downloaded', 'verified', 'installing', 'rebooting']) await report({ jobId, state })
-    if (mode === 'noconfirm') return
-    if (mode === 'unconfirmed') return report({ jobId, state: 'succeeded', version: n.version })
-    await report({ jobId, state: 'confirming', version: n.version })
-    running = n.version as string
-    await report({ jobId, state: 'succeeded', version: n.version })
-  }
-
-  async function attach(to: string) {
-    client = await connect(to, deviceOpts(id, key))
-    client.on('message', (topic, payload) => {
-      if (topic === `$iot/${id}/ota/notify`) void follow(JSON.parse(payload.toString()) as Notify)
-    })
-    await client.subscribeAsync(`$iot/${id}/ota/notify`, { qos: 1 })
-  }
-  await attach(url)
-  return {
-    id,
-    got,
-    release,
-    get running() {
-      return running
-    },
-    get client() {
-      return client
-    },
-    async reconnect(to: string) {
-      await client.endAsync(true)
-      await attach(to)
-    },
-    close: () => client.endAsync(true),
-  }
-}
-
-type Device = Awaited<ReturnType<typeof fakeDevice>>
-
-async function devices(t: Test, app: App, prefix: string, modes: Mode[], tags: Record<string, string> = {}) {
-  const out: Device[] = []
-  for (let i = 0; i < modes.length; i++) {
-    const id = `${prefix}-${String(i).padStart(2, '0')}`
-    const keys = await createDevice(app, id, { tags })
-    out.push(await fakeDevice(mqttUrl(app), id, keys.primary, modes[i] as Mode))
-  }
-  t.teardown(() => Promise.all(out.map((d) => d.close())))
-  return out
-}
-
-const FILE = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 7) % 251))
-const SHA = createHash('sha256').update(FILE).digest('hex')
-
-/** A hosted package with FILE uploaded. */
-async function hostedPackage(app: App, version = '2.0.0', extra: object = {}) {
-  const call = api(app)
-  const created = await call('POST', '/packages', { name: 'fw', version, ...extra })
-  if (created.status !== 201) throw new Error(JSON.stringify(created.body))
-  const up = await call('PUT', `/packages/${created.body.id}/file`, FILE, {
-    'content-type': 'application/octet-stream',
-  })
-  if (up.status !== 200) throw new Error(JSON.stringify(up.body))
-  return up.body
-}
-
-/** Collects the job events services see. */
-async function watchJobs(t: Test, app: App, name: string) {
-  const svc = await connect(mqttUrl(app), serviceOpts(name))
-  t.teardown(() => svc.endAsync(true))
-  const box = inbox(svc)
-  await svc.subscribeAsync('$fleet/jobs/+/events', { qos: 1 })
-  return {
-    box,
-    events: (jobId: string) =>
-      box.box
-        .filter((m) => m.topic === `$fleet/jobs/${jobId}/events`)
-        .map((m) => JSON.parse(m.payload.toString()) as Json),
-  }
-}
-
-async function jobReaches(app: App, id: string, state: string, ms = 8000) {
-  const call = api(app)
-  return waitFor(
-    `job ${id} ${state}`,
-    async () => {
-      const j = await call('GET', `/jobs/${id}`)
-      return j.body.state === state ? j.body : undefined
-    },
-    ms,
-  )
-}
-
-async function executionOf(app: App, jobId: string, deviceId: string): Promise<Json> {
-  const all = await api(app)('GET', `/jobs/${jobId}/devices?limit=1000`)
-  return (all.body.items as Json[]).find((e) => e.deviceId === deviceId) ?? {}
-}
-
-function otaEnv(t: Test, extra: Record<string, string> = {}) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'fh-ota-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return { FLEETHUB_OTA_DIR: dir, FLEETHUB_OTA_TICK_MS: '40', FLEETHUB_OTA_MAX_PACKAGE_BYTES: '200000', ...extra }
-}
 
 async function suite(t: Test, env: Record<string, string>) {
   const app = await startTestApp(t, otaEnv(t, env))
@@ -567,6 +428,29 @@ async function suite(t: Test, env: Record<string, string>) {
     t.match((ds2[1] as Device).got.at(-1), { action: 'rollback', reason: 'confirmation_timeout' })
   })
 
+  await t.test('startAt delays the start; ratePerMinute spreads the notifications', async (t) => {
+    const ds = await devices(t, app, 'rate', ['ok', 'ok', 'ok', 'ok'])
+    const p = await hostedPackage(app)
+    const startAt = new Date(Date.now() + 800).toISOString()
+    const job = await call('POST', '/jobs', {
+      packageId: p.id,
+      target: { deviceIds: ds.map((d) => d.id) },
+      startAt,
+      rollout: { ratePerMinute: 120 },
+    })
+    await sleep(300)
+    t.equal((await call('GET', `/jobs/${job.body.id}`)).body.state, 'scheduled', 'not before startAt')
+    const done = await jobReaches(app, job.body.id, 'completed')
+    t.ok(Date.parse(done.startedAt) >= Date.parse(startAt), 'started at startAt')
+    const items = (await call('GET', `/jobs/${job.body.id}/devices`)).body.items as { notifiedAt: number }[]
+    const times = items.map((e) => e.notifiedAt).sort((a, b) => a - b)
+    // 2 a second: the 4 notifications take about 1.5 s
+    t.ok(
+      (times[3] as number) - (times[0] as number) >= 1000,
+      `spread over ${(times[3] as number) - (times[0] as number)} ms`,
+    )
+  })
+
   await t.test('jobs are validated', async (t) => {
     const p = await hostedPackage(app)
     const bad = async (body: object, code = 400) => {
@@ -687,5 +571,66 @@ t.test('OTA on Redis', async (t) => {
         .digest('hex'),
       SHA,
     )
+  })
+
+  await t.test('a node is lost (killed) in the middle of a job; another takes its lease over', async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fh-ota-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const keyFile = path.join(dir, 'signing.pem')
+    writeFileSync(keyFile, generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }) as string)
+    const token = ADMIN_TOKEN
+    const env = {
+      FLEETHUB_OTA_DIR: dir,
+      FLEETHUB_OTA_TICK_MS: '40',
+      FLEETHUB_OTA_SIGNING_KEY: keyFile,
+      FLEETHUB_REDIS_URL: redis.url,
+      FLEETHUB_REDIS_PREFIX: 'loss',
+      FLEETHUB_ADMIN_TOKEN: token,
+    }
+    // node a: a real `fleethub start` process, killed with SIGKILL (no lease released, nothing flushed)
+    const a = await startNode({ ...env, FLEETHUB_NODE_ID: 'node-a' }, t.teardown)
+    const call = (method: string, url: string, body?: unknown) => nodeApi(a, token, method, url, body)
+    const modes: Mode[] = ['ok', 'ok', 'hold', 'hold', 'ok', 'ok']
+    const ds: Device[] = []
+    for (let i = 0; i < modes.length; i++) {
+      const id = `loss-${i}`
+      const created = await call('POST', '/devices', { id })
+      ds.push(await fakeDevice(`mqtt://127.0.0.1:${a.ports.mqtt}`, id, created.json.keys.primary, modes[i] as Mode))
+    }
+    t.teardown(() => Promise.all(ds.map((d) => d.close())))
+    const p = await call('POST', '/packages', { name: 'fw', version: '2.0.0' })
+    const up = await fetch(`http://127.0.0.1:${a.ports.http}/packages/${p.json.id}/file`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+      body: FILE,
+    })
+    t.equal(up.status, 200)
+    const job = await call('POST', '/jobs', {
+      packageId: p.json.id,
+      target: { deviceIds: ds.map((d) => d.id) },
+      rollout: { waveSize: 2, deviceTimeoutMs: 60_000 },
+    })
+    await waitFor('wave 2 downloading', async () => {
+      const j = (await call('GET', `/jobs/${job.json.id}`)).json
+      return j.wave === 2 && j.totals.downloading === 2
+    })
+    t.equal(await a.stop('SIGKILL'), null, 'node a is gone')
+
+    const b = await startTestApp(t, { ...env, FLEETHUB_NODE_ID: 'node-b' })
+    const w = await watchJobs(t, b, 'svc-loss')
+    for (const d of ds) await d.reconnect(mqttUrl(b))
+    for (const d of ds) d.release()
+    const done = await jobReaches(b, job.json.id, 'completed', 15_000)
+    t.same(done.totals, { succeeded: 6 }, 'every device counted once')
+    await waitFor('completed event', () => w.events(job.json.id).some((e) => e.event === 'completed'))
+    t.same(
+      w
+        .events(job.json.id)
+        .filter((e) => e.event === 'wave_started')
+        .map((e) => e.wave),
+      [3],
+      'node b went on from wave 2',
+    )
+    t.equal((ds[0] as Device).got.filter((n) => n.action === 'install').length, 1, 'wave 1 was not sent again')
   })
 })
