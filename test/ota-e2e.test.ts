@@ -6,7 +6,8 @@
 // advances wave by wave, halts when the failure threshold is crossed and says which devices; the
 // failed devices roll back (by themselves, or told to by the hub); and the broker is restarted in
 // the middle of it all on the same ports and Redis, losing nothing: every device's execution at the
-// hub matches what its agent did, each counted once.
+// hub matches what its agent did, each counted once. A disagreement prints the hub's history and
+// the device's log (connections, packets, agent steps) of each device concerned.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
