@@ -62,6 +62,30 @@ export { FLEET_USAGE, type FleetOptions, type FleetSummary, parseFleetArgs, runP
 export type { DeviceHandle } from './handle.js'
 export { diffPatch, isJsonObject, type Json, type JsonObject, jsonEqual, mergePatch } from './json.js'
 export type { CompactSender, ModelBound, ModelsClient } from './models.js'
+export {
+  DEFAULT_FIRMWARE_VERSION,
+  type OtaAgent,
+  type OtaAgentOptions,
+  type OtaDevice,
+  type OtaHealthInfo,
+  startOtaAgent,
+} from './ota-agent.js'
+export { fakeImage, type OtaDiskState, type Slot } from './ota-disk.js'
+export { DownloadError, downloadResumable } from './ota-download.js'
+export {
+  type InstallNotice,
+  type Manifest,
+  OTA_ERRORS,
+  OTA_STATES,
+  type OtaErrorCode,
+  type OtaNotice,
+  type OtaState,
+  type OtaStatus,
+  parseManifest,
+  parseNotice,
+} from './ota-protocol.js'
+export { dropConnection, OTA_FAILURES, type OtaFailure } from './ota-simulation.js'
+export { checkInstall, parsePublicKey, verifyManifest } from './ota-verify.js'
 export { decodeJson, encodeJson } from './payload.js'
 export { deriveDeviceKey, type Provisioned, type ProvisionOptions, provision } from './provision.js'
 export type {
@@ -96,4 +120,5 @@ export {
   type Unsubscribe,
 } from './service.js'
 export { DEFAULT_SIMULATE_URL, parseSimulateArgs, SIMULATE_USAGE, type SimulateOptions } from './simulate.js'
+export type { SimulateOtaOptions } from './simulate-ota.js'
 export type { ReportOptions, TwinClient, TwinSideView, TwinState } from './twin.js'

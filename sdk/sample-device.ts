@@ -2,12 +2,16 @@
 // it applied, and sends fake readings every `system.reportingIntervalSec`. Its own log follows
 // `system.logLevel`, so changing desired state visibly changes what the device does. It answers the
 // commands `reboot` (simulated: its uptime starts again) and `ping`, and takes a new key from key
-// rollover (in memory only).
+// rollover (in memory only). With `ota` it runs the reference firmware update agent
+// (sdk/ota-agent.ts) and reports the version it runs as `firmware.version`.
+import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { CommandContext } from './commands.js'
 import { connectDevice, type DeviceAuth } from './device.js'
 import type { JsonObject } from './json.js'
+import { type OtaAgent, startOtaAgent } from './ota-agent.js'
 import type { LogLevel, SystemProperties } from './remote-config.js'
+import type { SimulateOtaOptions } from './simulate-ota.js'
 
 export interface SampleDeviceOptions {
   url: string
@@ -20,6 +24,8 @@ export interface SampleDeviceOptions {
   log?: (line: string) => void
   /** How long the simulated `reboot` takes before it answers. Default 1000. */
   rebootMs?: number
+  /** Runs the OTA agent with its state in `{ota.dir}/{deviceId}`. */
+  ota?: SimulateOtaOptions
 }
 
 export interface SampleDeviceSummary {
@@ -83,6 +89,7 @@ export async function runSampleDevice(opts: SampleDeviceOptions): Promise<Sample
   let intervalSec = DEFAULT_REPORTING_INTERVAL_SEC
   let timer: NodeJS.Timeout | undefined
   let stopped = false
+  let agent: OtaAgent | undefined
 
   function sendReading(): void {
     const reading = fakeReading(uptimeSec())
@@ -97,6 +104,21 @@ export async function runSampleDevice(opts: SampleDeviceOptions): Promise<Sample
   function schedule(): void {
     clearInterval(timer)
     if (!stopped) timer = setInterval(sendReading, intervalSec * 1000)
+  }
+
+  async function startAgent(ota: SimulateOtaOptions): Promise<OtaAgent> {
+    const a = await startOtaAgent(dev, {
+      dir: path.join(ota.dir, opts.deviceId),
+      publicKey: ota.publicKey,
+      ...(ota.model !== undefined ? { model: ota.model } : {}),
+      ...(ota.firmwareVersion !== undefined ? { firmwareVersion: ota.firmwareVersion } : {}),
+      ...(ota.fail !== undefined ? { fail: ota.fail } : {}),
+      log: (m) => log('info', `ota: ${m}`),
+      onError: (err) => log('warn', `ota: ${err.message}`),
+    })
+    if (ota.fail) log('warn', `ota: will fail on purpose: ${ota.fail}`)
+    await dev.twin.report({ firmware: { version: a.version() } })
+    return a
   }
 
   try {
@@ -132,6 +154,7 @@ export async function runSampleDevice(opts: SampleDeviceOptions): Promise<Sample
       return { pong: uptimeSec() }
     })
     await dev.commands.listen()
+    if (opts.ota) agent = await startAgent(opts.ota)
     if (!opts.signal?.aborted) {
       log('info', `connected to ${opts.url}; sending telemetry every ${intervalSec} s`)
       sendReading()
@@ -141,6 +164,7 @@ export async function runSampleDevice(opts: SampleDeviceOptions): Promise<Sample
   } finally {
     stopped = true
     clearInterval(timer)
+    await agent?.stop()
     await dev.end()
     log('info', `stopped after ${summary.telemetrySent} readings`)
   }

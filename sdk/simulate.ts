@@ -2,26 +2,31 @@
 // wires them up. Errors name the option, for the CLI to print as they are.
 import { parseArgs } from 'node:util'
 import type { DeviceAuth } from './device.js'
+import { OTA_FLAGS, OTA_USAGE, parseOtaFlags, type SimulateOtaOptions } from './simulate-ota.js'
 
 export interface SimulateOptions {
   url: string
   deviceId: string
   key: string
   auth?: DeviceAuth
+  /** The reference OTA agent, when --ota-dir and --ota-public-key are given. */
+  ota?: SimulateOtaOptions
 }
 
 export const SIMULATE_USAGE = `usage: fleethub simulate --device-id <id> [--key <key>] [--url <url>] [--auth key|token]
+                         [--ota-dir <dir> --ota-public-key <pem file|key>] [--ota-fail <how>] [--ota-model <id>]
+                         [--firmware-version <version>]
 
   --url        broker URL: mqtt://, mqtts://, ws://…/mqtt or wss://…/mqtt (default mqtt://localhost:1883)
   --device-id  the device to run as (create it first: POST /devices)
   --key        its primary or secondary key (default: the FLEETHUB_DEVICE_KEY environment variable)
   --auth       key: send the key (TLS links only); token: sign a token from it
                (default: key on mqtts:// and wss://, token otherwise)
-`
+${OTA_USAGE}`
 
 export const DEFAULT_SIMULATE_URL = 'mqtt://localhost:1883'
 
-const FLAGS = ['url', 'device-id', 'key', 'auth'] as const
+const FLAGS = ['url', 'device-id', 'key', 'auth', ...OTA_FLAGS] as const
 
 /** Reads `--flag value` and `--flag=value` (node's parseArgs); throws on unknown or empty flags. */
 function readFlags(argv: readonly string[]): Map<string, string> {
@@ -63,5 +68,7 @@ export function parseSimulateArgs(
     if (auth !== 'key' && auth !== 'token') throw new Error(`option --auth must be key or token, not ${auth}`)
     opts.auth = auth
   }
+  const ota = parseOtaFlags(flags)
+  if (ota) opts.ota = ota
   return opts
 }
