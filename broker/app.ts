@@ -161,6 +161,7 @@ export async function startApp(config: Config, opts: StartOptions = {}): Promise
       close() {
         closing ??= (async () => {
           httpUp = false
+          await host.stopping((name, err) => log.error({ err, plugin: name }, 'plugin stop failed'))
           await undo()
           log.info('stopped')
         })()

@@ -82,6 +82,7 @@ export class PluginHost {
   private readonly handlers = new Map<string, UplinkHandler>()
   private readonly services = new Map<string, unknown>()
   private readonly closers: { name: string; fn: () => Promise<void> | void }[] = []
+  private readonly stoppers: { name: string; fn: () => Promise<void> | void }[] = []
   private readonly registered = new Set<string>()
   private current = 'core'
 
@@ -137,6 +138,24 @@ export class PluginHost {
   use<T>(name: string): T {
     if (!this.services.has(name)) throw new Error(`no service ${name}: register its plugin first`)
     return this.services.get(name) as T
+  }
+
+  /** Runs first when the node stops, while clients, the bus and the stores still work. */
+  onStopping(fn: () => Promise<void> | void): void {
+    this.stoppers.push({ name: this.current, fn })
+  }
+
+  /** Runs the stopping handlers (all at once); failures are reported, not thrown. */
+  async stopping(report: (name: string, err: unknown) => void): Promise<void> {
+    await Promise.all(
+      this.stoppers.map(async (c) => {
+        try {
+          await c.fn()
+        } catch (err) {
+          report(c.name, err)
+        }
+      }),
+    )
   }
 
   onClose(fn: () => Promise<void> | void): void {

@@ -88,6 +88,8 @@ function reasonOf(err: Error): AuthFailureReason {
   return r ?? (isCoded(err) ? 'bad_credentials' : 'error')
 }
 
+const noop = () => {}
+
 export function createHooks(deps: HookDeps) {
   const { host, log, metrics, hot } = deps
 
@@ -296,6 +298,8 @@ export function createHooks(deps: HookDeps) {
         qos,
       })
       if (pending === undefined) return callback(null)
+      // a node that stops waits for handlers in flight before it closes the bus (their PUBACK is sent)
+      deps.track(pending.then(noop, noop))
       pending.then(
         () => callback(null),
         (err: Error) => {

@@ -2,6 +2,7 @@
 // with health confirmation and rollback, driven by a scheduler that survives restarts.
 import { readFileSync } from 'node:fs'
 import type { Plugin } from '../../broker/plugin-host.js'
+import { errors } from '../../registry/errors.js'
 import { generateSigningKey, loadSigningKey } from '../../registry/ota.js'
 import type { TwinApi } from '../twins/api.js'
 import { createDeviceSide } from './device.js'
@@ -22,7 +23,9 @@ export function otaPlugin(): Plugin {
         )
       }
       if (config.otaBaseUrl !== undefined && !/^https?:\/\/[^/]/.test(config.otaBaseUrl)) {
-        throw new Error(`FLEETHUB_OTA_BASE_URL must be an http(s) URL, not ${JSON.stringify(config.otaBaseUrl)}`)
+        throw new errors.CONFIG(
+          `FLEETHUB_OTA_BASE_URL must be an http(s) URL, not ${JSON.stringify(config.otaBaseUrl)}`,
+        )
       }
       const ota = createOtaService({
         store: registry.store.ota,
@@ -36,6 +39,7 @@ export function otaPlugin(): Plugin {
         config: {
           tickMs: config.otaTickMs,
           host: config.host,
+          httpPort: config.httpPort,
           ...(config.otaBaseUrl !== undefined ? { baseUrl: config.otaBaseUrl } : {}),
         },
       })
@@ -46,8 +50,11 @@ export function otaPlugin(): Plugin {
       host.addHook('sessionReady', device.onReady)
       host.addRoutes(otaRoutes(ota))
       host.addPublicRoutes(otaPublicRoutes(ota))
+      host.onListening((ports) => ota.setHttpPort(ports.http))
       ota.start()
-      host.onClose(() => ota.close())
+      // the scheduler stops before the MQTT side closes, so no job moves while devices are let go
+      host.onStopping(() => ota.close())
+      host.onClose(() => ota.close()) // a start that failed has no stopping phase
     },
   }
 }

@@ -33,7 +33,6 @@ function operatorOf(req: FastifyRequest): string | undefined {
 
 export function otaRoutes(ota: OtaService): FastifyPluginAsyncTypebox {
   return async function otaApi(app) {
-    ota.setServer(app.server)
     app.addHook('preValidation', async function emptyBody(req) {
       if (req.method === 'POST') req.body ??= {}
     })
@@ -342,6 +341,7 @@ export function otaPublicRoutes(ota: OtaService): FastifyPluginAsyncTypebox {
           return res.status(416).send({ error: { code: e.code, message: e.message } })
         }
         res.type('application/octet-stream')
+        ota.downloading(req.raw.socket, res.raw)
         if (range === undefined) {
           res.header('content-length', size)
           return res.status(200).send(size === 0 ? Buffer.alloc(0) : ota.files.read(p.id, 0, size - 1))

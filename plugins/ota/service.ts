@@ -7,7 +7,8 @@
 // from the stored state when it stops or is lost. Deadlines are stored in the executions, so they
 // survive restarts too.
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { Server } from 'node:http'
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import type { Logger } from '../../broker/log.js'
 import type { Metrics } from '../../broker/metrics.js'
@@ -80,11 +81,13 @@ export function createOtaService(deps: {
   key: SigningKey
   log: Logger
   metrics: Metrics
-  config: { tickMs: number; baseUrl?: string; host: string }
+  config: { tickMs: number; baseUrl?: string; host: string; httpPort: number }
 }) {
   const { store, registry, broker, twins, files, key, log, metrics, config } = deps
   const leaseTtl = Math.max(3000, config.tickMs * 5)
-  let server: Server | undefined
+  /** The HTTP port devices download from (the real one once the node listens: port 0 picks one). */
+  let httpPort = config.httpPort
+  const downloads = new Set<Socket>()
   /** Jobs whose lease this node holds, with what it keeps in memory to drive them. */
   const held = new Map<string, { cursor: number; tokens: number; at: number }>()
   let timer: NodeJS.Timeout | undefined
@@ -95,8 +98,7 @@ export function createOtaService(deps: {
 
   function baseUrl(): string {
     if (config.baseUrl) return config.baseUrl.replace(/\/+$/, '')
-    const a = server?.address()
-    const port = typeof a === 'object' && a ? a.port : 8080
+    const port = httpPort
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host
     return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
   }
@@ -167,7 +169,10 @@ export function createOtaService(deps: {
       const next = decide(e)
       if (!next) return undefined
       if (await store.transition(next)) {
-        await announce(e.state, next)
+        // the stored state is the truth; its events are news, and a bus that is down loses only them
+        await announce(e.state, next).catch((err: unknown) =>
+          log.warn({ err, jobId, deviceId, state: next.state }, 'OTA: an execution event was not published'),
+        )
         return { prev: e, next }
       }
     }
@@ -344,13 +349,14 @@ export function createOtaService(deps: {
 
   async function notify(job: OtaJob, p: OtaPackage, e: OtaExecution): Promise<boolean> {
     const now = Date.now()
+    // the device's pointer first: once it is `notified`, a reconnect must find what to re-send
+    await store.setCurrent(e.deviceId, job.id)
     const moved = await move(job.id, e.deviceId, (x) =>
       x.state === 'pending'
         ? moveExecution(x, 'notified', iso(now), { notifiedAt: now, deadline: now + job.rollout.deviceTimeoutMs })
         : undefined,
     )
     if (!moved) return false
-    await store.setCurrent(e.deviceId, job.id)
     await tell(e.deviceId, installMessage(job, p))
     return true
   }
@@ -501,8 +507,15 @@ export function createOtaService(deps: {
     key,
     files,
     baseUrl,
-    setServer(s: Server) {
-      server = s
+    /** A download in progress: a stopping node cuts it (the device resumes with a Range request). */
+    downloading(socket: Socket, res: ServerResponse) {
+      downloads.add(socket)
+      res.once('close', () => downloads.delete(socket))
+    },
+
+    /** The node listens: hosted files are served on this port. */
+    setHttpPort(port: number) {
+      httpPort = port
     },
 
     // ---- packages ----
@@ -789,6 +802,8 @@ export function createOtaService(deps: {
     async close(): Promise<void> {
       closed = true
       if (timer) clearInterval(timer)
+      for (const socket of downloads) socket.destroy()
+      downloads.clear()
       await ticking
       // another node takes the jobs over at once instead of after the lease expires
       await Promise.all([...held.keys()].map((id) => store.release(id, broker.nodeId).catch(() => {})))
