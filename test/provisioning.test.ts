@@ -17,6 +17,7 @@ import {
 } from '../registry/provisioning.js'
 import { connectDevice } from '../sdk/device.js'
 import { RequestError } from '../sdk/errors.js'
+import { failureOf, parseFailMix, parseFleetArgs } from '../sdk/fleet.js'
 import { provision } from '../sdk/provision.js'
 import { ADMIN_TOKEN, closedWithin, connackOf, connect, inbox, mqttUrl, sleep, startTestApp } from './helpers/app.js'
 
@@ -118,6 +119,34 @@ t.test('key derivation and allocation are pure and stable', async (t) => {
   t.throws(() => parseHubs('[{"name":"x","mqtt":"http://x"}]'), /mqtt:/)
   t.throws(() => parseHubs('[{"name":"x"},{"name":"x"}]'), /twice/)
   t.throws(() => parseHubs('[{"name":"x","mqtt":"mqtt://x","api":{"url":"ftp://x","token":"t"}}]'), /http/)
+})
+
+t.test('fleethub simulate --provision: flags and the failure mix', async (t) => {
+  const base = ['--provision', '--enrollment', 'e', '--group-key', 'k', '--count', '200']
+  t.match(parseFleetArgs(base, {}), { enrollmentId: 'e', groupKey: 'k', count: 200, prefix: 'sim-' })
+  t.throws(() => parseFleetArgs(['--provision', '--group-key', 'k'], {}), /--enrollment/)
+  t.throws(() => parseFleetArgs([...base, '--count', '0'], {}), /--count/)
+  t.throws(() => parseFleetArgs([...base, '--ota-fail', 'bad_hash:5'], {}), /--ota-dir/)
+  const key = 'TgzV_NpOeuLi0WAAwfyZeQ1WAAwfyZeQ1WAAwfyZeQ1'
+  const withOta = parseFleetArgs(
+    [...base, '--ota-dir', '/tmp/x', '--ota-public-key', key, '--ota-fail', 'bad_hash:4,no_confirm:3'],
+    {},
+  )
+  t.same(withOta.otaFailMix, [
+    { failure: 'bad_hash', percent: 4 },
+    { failure: 'no_confirm', percent: 3 },
+  ])
+  t.equal(withOta.ota?.fail, undefined, 'a mix is not one failure for all')
+  t.throws(() => parseFailMix('melt:5'), /not one of/)
+  t.throws(() => parseFailMix('bad_hash:60,no_confirm:50'), /over 100/)
+  const mix = parseFailMix('bad_hash:4,no_confirm:3,crash_after_reboot:3')
+  const counts: Record<string, number> = {}
+  for (let n = 1; n <= 200; n++) {
+    const f = failureOf(mix, n) ?? 'none'
+    counts[f] = (counts[f] ?? 0) + 1
+  }
+  t.same(counts, { bad_hash: 8, no_confirm: 6, crash_after_reboot: 6, none: 180 }, 'the percents of 200 devices')
+  t.equal(failureOf(mix, 1), failureOf(mix, 1), 'the same device every run')
 })
 
 t.test('provisioning on one node', async (t) => {
