@@ -114,9 +114,10 @@ function checkToken(deviceId: string, token: string, v: VerifierBytes, nowSec: n
   return Number(expiryText) > nowSec ? 'ok' : 'expired'
 }
 
-/** Constant-time comparison of two secrets given as text (API tokens). */
-export function sameSecret(a: string, b: string): boolean {
-  const x = createHmac('sha256', 'fleethub-compare').update(a).digest()
-  const y = createHmac('sha256', 'fleethub-compare').update(b).digest()
-  return timingSafeEqual(x, y)
+const compareDigest = (text: string) => createHmac('sha256', 'fleethub-compare').update(text).digest()
+
+/** A constant-time check of texts against one secret (an API token), digested once: one HMAC per check. */
+export function secretMatcher(secret: string): (candidate: string) => boolean {
+  const expected = compareDigest(secret)
+  return (candidate) => timingSafeEqual(compareDigest(candidate), expected)
 }

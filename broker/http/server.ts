@@ -8,7 +8,7 @@ import {
   TypeBoxValidatorCompiler,
 } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyRequest, LogController } from 'fastify'
-import { sameSecret } from '../../registry/credentials.js'
+import { secretMatcher } from '../../registry/credentials.js'
 import { errors } from '../../registry/errors.js'
 import type { RegistryService } from '../../registry/service.js'
 import type { Logger } from '../log.js'
@@ -95,11 +95,12 @@ export async function createHttpServer(deps: HttpDeps) {
 
   for (const r of deps.publicRoutes ?? []) await app.register(r)
 
+  const isAdminToken = secretMatcher(deps.adminToken)
   await app.register(async function authenticated(scoped) {
     scoped.addHook('onRequest', async function bearerToken(req: FastifyRequest) {
       const h = req.headers.authorization
       const token = h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined
-      if (!token || !sameSecret(token, deps.adminToken)) throw new errors.UNAUTHORIZED()
+      if (!token || !isAdminToken(token)) throw new errors.UNAUTHORIZED()
     })
     await scoped.register(deviceRoutes(deps.registry, deps.deviceFields ?? []))
     for (const r of deps.routes ?? []) await scoped.register(r)

@@ -7,7 +7,7 @@
 import type { AuthFailureReason } from '../../broker/metrics.js'
 import type { Plugin } from '../../broker/plugin-host.js'
 import type { ConnectContext, DevicePrincipal, Principal, ServicePrincipal } from '../../broker/session.js'
-import { checkPassword, sameSecret } from '../../registry/credentials.js'
+import { checkPassword, secretMatcher } from '../../registry/credentials.js'
 import { errors } from '../../registry/errors.js'
 import { isDeviceId, SERVICE_PREFIX, serviceNameOf } from '../../registry/ids.js'
 import { PROVISION_PREFIX } from '../../registry/provisioning.js'
@@ -30,6 +30,7 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
   return {
     name: 'auth',
     register({ host, registry, config, metrics }) {
+      const isAdminToken = secretMatcher(opts.adminToken)
       const cache = new CredentialCache({
         max: config.authCacheSize,
         negativeTtlMs: opts.negativeTtlMs ?? 5000,
@@ -44,7 +45,7 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
 
       async function authenticateService(ctx: ConnectContext, name: string): Promise<Principal | Error> {
         const password = ctx.password?.toString('utf8') ?? ''
-        if (!sameSecret(password, opts.adminToken)) return refuse(new errors.BAD_CREDENTIALS(), 'bad_credentials')
+        if (!isAdminToken(password)) return refuse(new errors.BAD_CREDENTIALS(), 'bad_credentials')
         // a service must not take over a device's session by borrowing its client id [MQTT-3.1.4-2]
         if (isDeviceId(ctx.clientId) && (await cache.get(ctx.clientId))) {
           return refuse(new errors.IDENTIFIER_REJECTED('the client id belongs to a device'), 'identifier_rejected')
