@@ -354,6 +354,26 @@ async function suite(t: Test, env: Record<string, string>) {
     t.equal(dev.got.filter((n) => n.action === 'install').length, 1, 'notified once, on its subscription')
   })
 
+  await t.test('a device deleted during a job is cancelled in it, not counted as a failure', async (t) => {
+    const ds = await devices(t, app, 'gone', ['hold', 'silent', 'ok'])
+    const p = await hostedPackage(app)
+    const job = await call('POST', '/jobs', {
+      packageId: p.id,
+      target: { deviceIds: ds.map((d) => d.id) },
+      rollout: { waveSize: 2, successThreshold: 0.5, failureThreshold: 1 },
+    })
+    await waitFor(
+      'the first wave notified',
+      async () => (await executionOf(app, job.body.id, 'gone-01'))?.state === 'notified',
+    )
+    t.equal((await call('DELETE', '/devices/gone-01')).status, 204)
+    await waitFor('cancelled', async () => (await executionOf(app, job.body.id, 'gone-01'))?.state === 'cancelled')
+    t.equal((await executionOf(app, job.body.id, 'gone-01')).error, 'device_deleted')
+    ;(ds[0] as Device).release()
+    const done = await jobReaches(app, job.body.id, 'completed')
+    t.same(done.totals, { cancelled: 1, succeeded: 2 }, 'not a failure: the job did not halt')
+  })
+
   await t.test('a job needing approval runs only once another operator approves it', async (t) => {
     const ds = await devices(t, app, 'appr', ['ok'])
     const p = await hostedPackage(app)

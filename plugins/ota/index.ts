@@ -51,6 +51,14 @@ export function otaPlugin(): Plugin {
       host.addRoutes(otaRoutes(ota))
       host.addPublicRoutes(otaPublicRoutes(ota))
       host.onListening((ports) => ota.setHttpPort(ports.http))
+      // the node that deleted a device takes it out of its open jobs
+      const unsubscribe = registry.store.events.subscribe(function deviceGone(e) {
+        if (e.type !== 'device.deleted' || e.origin !== config.nodeId) return
+        ota
+          .deviceDeleted(e.deviceId)
+          .catch((err: unknown) => log.error({ err, deviceId: e.deviceId }, 'OTA: a deleted device stays in its jobs'))
+      })
+      host.onClose(unsubscribe)
       ota.start()
       // the scheduler stops before the MQTT side closes, so no job moves while devices are let go
       host.onStopping(() => ota.close())

@@ -726,6 +726,19 @@ export function createOtaService(deps: {
       return items.length > limit ? { items: page, next: String(page[page.length - 1]?.ordinal) } : { items: page }
     },
 
+    /**
+     * A deleted device leaves its open jobs as `cancelled` (`device_deleted`): not a failure of the
+     * release, and not a device the job waits for until its deadline.
+     */
+    async deviceDeleted(deviceId: string): Promise<void> {
+      const at = iso()
+      for (const jobId of await store.openJobs()) {
+        await move(jobId, deviceId, (x) =>
+          TERMINAL.has(x.state) ? undefined : moveExecution(x, 'cancelled', at, { error: 'device_deleted' }),
+        )
+      }
+    },
+
     async deviceOta(deviceId: string): Promise<{ deviceId: string; execution?: OtaExecution }> {
       if (!(await registry.getRecord(deviceId))) throw new errors.DEVICE_NOT_FOUND(deviceId)
       const jobId = await store.getCurrent(deviceId)
