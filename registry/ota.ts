@@ -408,7 +408,9 @@ export interface Manifest {
   version: string
   size: number
   sha256: string
+  /** Model ids the package is for; empty: any model. */
   models: string[]
+  /** Tags a device must have; empty: any device. */
   tags: Record<string, string>
   createdAt: string
 }
@@ -469,19 +471,40 @@ export function signManifest(manifest: string, key: SigningKey): string {
 }
 
 /**
- * Does `signature` (base64url) sign `manifest` under the public key (a KeyObject, PEM, or
- * base64url of the raw 32 bytes)?
+ * The trusted public key, from a PEM (SPKI) or the base64url of its raw 32 bytes (what
+ * `GET /ota/signing-key` answers as `publicKey`). Throws a TypeError for anything else.
+ */
+export function parsePublicKey(key: string | KeyObject): KeyObject {
+  let k: KeyObject
+  if (typeof key !== 'string') k = key
+  else if (key.includes('-----BEGIN')) {
+    try {
+      k = createPublicKey(key)
+    } catch (err) {
+      throw new TypeError(`not a public key PEM: ${(err as Error).message}`)
+    }
+  } else {
+    const raw = key.trim()
+    if (!/^[A-Za-z0-9_-]{43}$/.test(raw) || Buffer.from(raw, 'base64url').length !== 32) {
+      throw new TypeError('an Ed25519 public key is a PEM or the base64url of its 32 raw bytes')
+    }
+    k = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw }, format: 'jwk' })
+  }
+  if (k.type !== 'public' || k.asymmetricKeyType !== 'ed25519')
+    throw new TypeError('the key is not an Ed25519 public key')
+  return k
+}
+
+/**
+ * Does `signature` (base64url) sign `manifest` under the public key (a KeyObject, or what
+ * parsePublicKey reads)? Never throws: a key or signature that is not one answers false.
  */
 export function verifyManifest(manifest: string, signature: string, publicKey: KeyObject | string): boolean {
-  let key: KeyObject
+  if (!/^[A-Za-z0-9_-]+$/.test(signature)) return false
+  const sig = Buffer.from(signature, 'base64url')
+  if (sig.length !== 64) return false
   try {
-    key =
-      typeof publicKey !== 'string'
-        ? publicKey
-        : publicKey.includes('BEGIN')
-          ? createPublicKey(publicKey)
-          : createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: publicKey }, format: 'jwk' })
-    return verify(null, Buffer.from(manifest, 'utf8'), key, Buffer.from(signature, 'base64url'))
+    return verify(null, Buffer.from(manifest, 'utf8'), parsePublicKey(publicKey), sig)
   } catch {
     return false
   }

@@ -79,3 +79,26 @@ export function topicMatches(filter: string, topic: string): boolean {
   if ((f[0] === '#' || f[0] === '+') && topic.startsWith('$')) return false
   return levelsMatch(f, topic.split('/'))
 }
+
+/**
+ * The devices whose `kind` downlink topic is among `topics` (what a client just subscribed to): a
+ * device's own, and for a gateway its children's; none for a client that is not a device.
+ */
+export function devicesSubscribedTo(
+  subscriber: { readonly kind: string; readonly deviceId?: string },
+  topics: readonly string[],
+  kind: DownlinkKind,
+): string[] {
+  const deviceId = subscriber.deviceId
+  if (subscriber.kind !== 'device' || deviceId === undefined) return []
+  const own = `${devicePrefix(deviceId)}${kind}`
+  const out: string[] = []
+  for (const t of topics) {
+    if (t === own) out.push(deviceId)
+    else {
+      const split = splitIotTopic(t)
+      if (split && t.length === split.restAt + kind.length && t.endsWith(`/${kind}`)) out.push(split.deviceId)
+    }
+  }
+  return out
+}

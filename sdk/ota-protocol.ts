@@ -2,20 +2,11 @@
 // sends on `$iot/{id}/ota/notify`, the signed manifest inside an install notice, and the status
 // reports the device sends on `$iot/{id}/ota/status`. Parsing never throws: a message that is not
 // one of these is `undefined` (or names what is wrong), for the agent to refuse clearly.
+import { DEVICE_STATES, type Manifest } from '../registry/ota.js'
 import { isJsonObject } from './json.js'
 
 /** The device's states in order; `failed` and `rolled_back` may come at any time. */
-export const OTA_STATES = [
-  'downloading',
-  'downloaded',
-  'verified',
-  'installing',
-  'rebooting',
-  'confirming',
-  'succeeded',
-  'failed',
-  'rolled_back',
-] as const
+export const OTA_STATES = [...DEVICE_STATES, 'failed', 'rolled_back'] as const
 export type OtaState = (typeof OTA_STATES)[number]
 
 /** Error codes of a `failed` report (the spec allows other short snake_case strings). */
@@ -71,19 +62,7 @@ export interface CancelNotice {
 
 export type OtaNotice = InstallNotice | RollbackNotice | CancelNotice
 
-export interface Manifest {
-  v: 1
-  packageId: string
-  name: string
-  version: string
-  size: number
-  sha256: string
-  /** Model ids the package is for; empty: any model. */
-  models: string[]
-  /** Tags a device must have; empty: any device. */
-  tags: Record<string, string>
-  createdAt: string
-}
+export type { Manifest }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/
 const isText = (v: unknown, max = 256): v is string => typeof v === 'string' && v.length > 0 && v.length <= max

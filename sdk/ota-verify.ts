@@ -1,46 +1,12 @@
 // What a device checks before it downloads anything: the manifest is signed by the key it trusts
 // (Ed25519 over the manifest's exact UTF-8 bytes), the notice says what the manifest says, and the
 // package is for this device's model (and tags). The file itself is checked after the download.
-import { createPublicKey, type KeyObject, verify } from 'node:crypto'
-import type { InstallNotice, Manifest, OtaErrorCode } from './ota-protocol.js'
+import type { KeyObject } from 'node:crypto'
+import { type Manifest, parsePublicKey, verifyManifest } from '../registry/ota.js'
+import type { InstallNotice, OtaErrorCode } from './ota-protocol.js'
 import { parseManifest } from './ota-protocol.js'
 
-/**
- * The trusted public key, from a PEM (SPKI) or the base64url of its raw 32 bytes (what
- * `GET /ota/signing-key` answers as `publicKey`). Throws a TypeError for anything else.
- */
-export function parsePublicKey(key: string | KeyObject): KeyObject {
-  let k: KeyObject
-  if (typeof key !== 'string') k = key
-  else if (key.includes('-----BEGIN')) {
-    try {
-      k = createPublicKey(key)
-    } catch (err) {
-      throw new TypeError(`not a public key PEM: ${(err as Error).message}`)
-    }
-  } else {
-    const raw = key.trim()
-    if (!/^[A-Za-z0-9_-]{43}$/.test(raw) || Buffer.from(raw, 'base64url').length !== 32) {
-      throw new TypeError('an Ed25519 public key is a PEM or the base64url of its 32 raw bytes')
-    }
-    k = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw }, format: 'jwk' })
-  }
-  if (k.type !== 'public' || k.asymmetricKeyType !== 'ed25519')
-    throw new TypeError('the key is not an Ed25519 public key')
-  return k
-}
-
-/** Is `signature` (base64url) a valid Ed25519 signature of `manifest` by `key`? */
-export function verifyManifest(manifest: string, signature: string, key: KeyObject): boolean {
-  if (!/^[A-Za-z0-9_-]+$/.test(signature)) return false
-  const sig = Buffer.from(signature, 'base64url')
-  if (sig.length !== 64) return false
-  try {
-    return verify(null, Buffer.from(manifest, 'utf8'), key, sig)
-  } catch {
-    return false
-  }
-}
+export { parsePublicKey, verifyManifest }
 
 export interface DeviceIdentity {
   /** The device's model id; a package for named models needs it. */

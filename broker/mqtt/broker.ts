@@ -224,11 +224,11 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
       const closeAll = (list: FleetClient[]) =>
         Promise.all(list.map((c) => new Promise<void>((resolve) => c.close(() => resolve()))))
       await closeAll(clients.filter((c) => c[kSession]?.principal.kind === 'device'))
-      await Promise.allSettled([...pending])
+      await Promise.allSettled([...pending, hooks.handlersIdle()])
       await closeAll(clients.filter((c) => c[kSession]?.principal.kind !== 'device'))
-      await Promise.allSettled([...pending])
+      await Promise.allSettled([...pending, hooks.handlersIdle()])
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
-      await Promise.allSettled([...pending])
+      await Promise.allSettled([...pending, hooks.handlersIdle()])
       await deps.backend.close()
       if (stopped) await stopped
     },

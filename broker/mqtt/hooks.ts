@@ -88,8 +88,6 @@ function reasonOf(err: Error): AuthFailureReason {
   return r ?? (isCoded(err) ? 'bad_credentials' : 'error')
 }
 
-const noop = () => {}
-
 export function createHooks(deps: HookDeps) {
   const { host, log, metrics, hot } = deps
 
@@ -299,10 +297,14 @@ export function createHooks(deps: HookDeps) {
       })
       if (pending === undefined) return callback(null)
       // a node that stops waits for handlers in flight before it closes the bus (their PUBACK is sent)
-      deps.track(pending.then(noop, noop))
+      handling++
       pending.then(
-        () => callback(null),
+        () => {
+          handled()
+          callback(null)
+        },
         (err: Error) => {
+          handled()
           metrics.rejected.inc({ reason: 'handler_error' })
           if (!(session.logged & LOGGED_HANDLER_ERROR)) {
             session.logged |= LOGGED_HANDLER_ERROR
@@ -315,6 +317,21 @@ export function createHooks(deps: HookDeps) {
       log.error({ err, topic }, 'published hook failed')
       callback(null)
     }
+  }
+
+  /** Uplink handlers in flight, and who waits for there to be none. */
+  let handling = 0
+  let idle: (() => void)[] = []
+  function handled() {
+    if (--handling > 0 || idle.length === 0) return
+    const waiting = idle
+    idle = []
+    for (const w of waiting) w()
+  }
+
+  /** Resolves once no uplink handler is running (a stopping node waits for it before the bus closes). */
+  function handlersIdle(): Promise<void> {
+    return handling === 0 ? Promise.resolve() : new Promise((resolve) => idle.push(resolve))
   }
 
   function runSessionHooks(name: 'sessionReady' | 'sessionGone', session: Session): void {
@@ -352,5 +369,6 @@ export function createHooks(deps: HookDeps) {
     published,
     runSessionHooks,
     runSubscribedHooks,
+    handlersIdle,
   }
 }

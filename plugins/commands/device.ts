@@ -5,39 +5,25 @@
 import type { Logger } from '../../broker/log.js'
 import type { BrokerPort, Session, UplinkMessage } from '../../broker/session.js'
 import { decodeEnvelope, isPlainObject, ridOf } from '../../registry/envelope.js'
-import { devicePrefix, splitIotTopic } from '../../registry/topics.js'
+import { devicesSubscribedTo } from '../../registry/topics.js'
 import type { CommandService } from './service.js'
 
 const REQ = 'cmd/req'
+
 const LOGGED_BAD_ANSWER = 1 << 8
 
 export function createDeviceSide(commands: CommandService, broker: BrokerPort, log: Logger) {
-  function devicesIn(session: Session, topics: readonly string[]): string[] {
-    const p = session.principal
-    if (p.kind !== 'device') return []
-    const own = `${devicePrefix(p.deviceId)}${REQ}`
-    const out: string[] = []
-    for (const t of topics) {
-      if (t === own) out.push(p.deviceId)
-      else {
-        const split = splitIotTopic(t)
-        if (split && t.length === split.restAt + REQ.length && t.endsWith(`/${REQ}`)) out.push(split.deviceId)
-      }
-    }
-    return out
-  }
-
   async function deliverAll(ids: string[]) {
     for (const id of ids) await commands.deliverQueued(id)
   }
 
   return {
     onSubscribed(session: Session, topics: readonly string[]) {
-      return deliverAll(devicesIn(session, topics))
+      return deliverAll(devicesSubscribedTo(session.principal, topics, REQ))
     },
     onReady(session: Session) {
       if (session.principal.kind !== 'device') return
-      return deliverAll(devicesIn(session, broker.subscriptionsOf(session.clientId)))
+      return deliverAll(devicesSubscribedTo(session.principal, broker.subscriptionsOf(session.clientId), REQ))
     },
     async onAnswer(m: UplinkMessage): Promise<void> {
       const d = decodeEnvelope(m.payload)

@@ -4,7 +4,7 @@
 // only once the subscription exists means nothing is lost to a race with the SUBSCRIBE.
 import type { Logger } from '../../broker/log.js'
 import type { BrokerPort, Session, UplinkMessage } from '../../broker/session.js'
-import { devicePrefix, splitIotTopic } from '../../registry/topics.js'
+import { devicesSubscribedTo } from '../../registry/topics.js'
 import type { OtaService } from './service.js'
 
 const NOTIFY = 'ota/notify'
@@ -17,21 +17,6 @@ export function createDeviceSide(ota: OtaService, broker: BrokerPort, log: Logge
    * overtake `rebooting`.
    */
   const chains = new Map<string, Promise<void>>()
-
-  function devicesIn(session: Session, topics: readonly string[]): string[] {
-    const p = session.principal
-    if (p.kind !== 'device') return []
-    const own = `${devicePrefix(p.deviceId)}${NOTIFY}`
-    const out: string[] = []
-    for (const t of topics) {
-      if (t === own) out.push(p.deviceId)
-      else {
-        const split = splitIotTopic(t)
-        if (split && t.endsWith(`/${NOTIFY}`) && t.length === split.restAt + NOTIFY.length) out.push(split.deviceId)
-      }
-    }
-    return out
-  }
 
   async function resendAll(session: Session, ids: string[]): Promise<void> {
     let done = resent.get(session)
@@ -48,11 +33,14 @@ export function createDeviceSide(ota: OtaService, broker: BrokerPort, log: Logge
 
   return {
     onSubscribed(session: Session, topics: readonly string[]) {
-      return resendAll(session, devicesIn(session, topics))
+      return resendAll(session, devicesSubscribedTo(session.principal, topics, NOTIFY))
     },
     onReady(session: Session) {
       if (session.principal.kind !== 'device') return
-      return resendAll(session, devicesIn(session, broker.subscriptionsOf(session.clientId)))
+      return resendAll(
+        session,
+        devicesSubscribedTo(session.principal, broker.subscriptionsOf(session.clientId), NOTIFY),
+      )
     },
     onStatus(m: UplinkMessage): Promise<void> {
       const run = (chains.get(m.deviceId) ?? Promise.resolve()).then(() => ota.onStatus(m.deviceId, m.payload))

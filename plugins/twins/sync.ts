@@ -4,7 +4,7 @@
 // the current version. Sending it only once the subscription exists means it cannot be lost to a
 // race with the SUBSCRIBE.
 import type { BrokerPort, Session } from '../../broker/session.js'
-import { devicePrefix, deviceTopic, splitIotTopic } from '../../registry/topics.js'
+import { devicesSubscribedTo, deviceTopic } from '../../registry/topics.js'
 import type { TwinService } from '../../registry/twins.js'
 
 const DESIRED = 'twin/desired'
@@ -27,30 +27,17 @@ export function createSync(twins: TwinService, broker: BrokerPort) {
     await broker.publish(deviceTopic(deviceId, DESIRED), JSON.stringify(message), { qos: 1 })
   }
 
-  /** The devices whose desired topic is among `topics` (its own, or a gateway's children's). */
-  function devicesIn(session: Session, topics: readonly string[]): string[] {
-    const p = session.principal
-    if (p.kind !== 'device') return []
-    const out: string[] = []
-    const own = `${devicePrefix(p.deviceId)}${DESIRED}`
-    for (const t of topics) {
-      if (t === own) out.push(p.deviceId)
-      else {
-        const split = splitIotTopic(t)
-        if (split && t.endsWith(`/${DESIRED}`) && t.length === split.restAt + DESIRED.length) out.push(split.deviceId)
-      }
-    }
-    return out
-  }
-
   return {
     async onSubscribed(session: Session, topics: readonly string[]): Promise<void> {
-      await Promise.all(devicesIn(session, topics).map((id) => syncDevice(session, id)))
+      await Promise.all(devicesSubscribedTo(session.principal, topics, DESIRED).map((id) => syncDevice(session, id)))
     },
     async onReady(session: Session): Promise<void> {
       if (session.principal.kind !== 'device') return
       const restored = broker.subscriptionsOf(session.clientId)
-      if (restored.length > 0) await Promise.all(devicesIn(session, restored).map((id) => syncDevice(session, id)))
+      if (restored.length > 0)
+        await Promise.all(
+          devicesSubscribedTo(session.principal, restored, DESIRED).map((id) => syncDevice(session, id)),
+        )
     },
   }
 }
