@@ -48,3 +48,30 @@ export async function waitForNoDeviceSessions(httpUrl: string, timeoutMs: number
   }
   return false
 }
+
+/**
+ * prom-client's event-loop histogram (Node's monitorEventLoopDelay, 10 ms timer) records the time
+ * between the timer's callbacks, so an idle loop reads 10 ms: the delay is what is left after it.
+ */
+export const LOOP_SAMPLING_MS = 10
+
+export interface LoopDelay {
+  /** Event-loop delay p99: prom-client's p99 less the sampling interval. */
+  p99Ms: number
+  /** prom-client's gauges as read. */
+  rawP99Ms: number
+  rawMinMs: number
+  rawMaxMs: number
+}
+
+/**
+ * The broker's event-loop delay since the previous scrape (a scrape resets the histogram). The
+ * histogram's minimum is reported too: near the interval when idle, lower under load (libuv times a
+ * repeating timer from its loop's cached clock, so a callback that ran late can be followed by one
+ * that comes early).
+ */
+export function loopDelay(metrics: string): LoopDelay {
+  const read = (q: string) => sampleValue(metrics, `fleethub_process_nodejs_eventloop_lag_${q}_seconds`) * 1000
+  const rawP99Ms = read('p99')
+  return { p99Ms: Math.max(0, rawP99Ms - LOOP_SAMPLING_MS), rawP99Ms, rawMinMs: read('min'), rawMaxMs: read('max') }
+}

@@ -1,6 +1,7 @@
 // One measurement window of the request/answer scenarios: a warm-up, then a window during which
 // latency samples are recorded, with the scenario's counters read at both ends and the CPU use of
 // every process measured over it.
+import { type LoopDelay, loopDelay, scrapeMetrics } from './broker-metrics.js'
 import { type CpuReader, openCpuWindow } from './cpu-time.js'
 import type { Samples } from './stats.js'
 import { nowMs, sleep } from './time.js'
@@ -13,6 +14,8 @@ export interface WindowOptions<T> {
   latency: Samples
   /** The scenario's counters, read when the window opens and when it closes. */
   snapshot(): T
+  /** The broker's HTTP API: its event-loop delay over the window is measured (loopDelay). */
+  metricsUrl?: string
 }
 
 export interface MeasuredWindow<T> {
@@ -21,10 +24,13 @@ export interface MeasuredWindow<T> {
   seconds: number
   /** CPU use over the window, percent of one core by role (see openCpuWindow). */
   cpu: Record<string, number>
+  /** The broker's event-loop delay over the window, when metricsUrl was given. */
+  loop?: LoopDelay
 }
 
 export async function measureWindow<T>(o: WindowOptions<T>): Promise<MeasuredWindow<T>> {
   await sleep(o.warmupMs)
+  if (o.metricsUrl) await scrapeMetrics(o.metricsUrl) // resets the event-loop histogram
   o.latency.reset()
   o.latency.recording = true
   const before = o.snapshot()
@@ -35,5 +41,6 @@ export async function measureWindow<T>(o: WindowOptions<T>): Promise<MeasuredWin
   const seconds = (nowMs() - startedAt) / 1000
   const after = o.snapshot()
   o.latency.recording = false
-  return { before, after, seconds, cpu }
+  const loop = o.metricsUrl ? loopDelay(await scrapeMetrics(o.metricsUrl)) : undefined
+  return { before, after, seconds, cpu, ...(loop ? { loop } : {}) }
 }

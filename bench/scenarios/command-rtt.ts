@@ -14,11 +14,11 @@ import { selfCpu } from '../lib/cpu-time.js'
 import { closeDeviceChannels, type DeviceChannel, openDeviceChannels } from '../lib/device-channel.js'
 import { identitiesFor, ids } from '../lib/identities.js'
 import { countsColumn, cpuColumns, latencyColumns, medianColumn } from '../lib/report.js'
-import { RequestLoad } from '../lib/request-load.js'
+import { LATENCY_CAPACITY, RequestLoad } from '../lib/request-load.js'
 import { FLEETHUB_FEATURE, type Measurement, type RunContext, type Scenario } from '../lib/scenario.js'
 import { waitQuiet } from '../lib/settle.js'
 import { type Stack, usingStack } from '../lib/stack.js'
-import { countsDelta } from '../lib/stats.js'
+import { countsDelta, Samples } from '../lib/stats.js'
 import { fleetHubApi, type RunningBroker } from '../lib/target.js'
 import { sleep } from '../lib/time.js'
 import { measureWindow } from '../lib/window.js'
@@ -37,6 +37,9 @@ const WARM_UP_MS = 2000
 const WARM_UP_QUICK_MS = 300
 const REQ = 'cmd/req'
 const RES = 'cmd/res'
+
+/** One array of latency samples for every load of the scenario (see RequestLoad). */
+const latency = new Samples(LATENCY_CAPACITY)
 
 function windows(quick: boolean) {
   return quick ? { warmupMs: 200, measureMs: 500 } : { warmupMs: 1000, measureMs: 5000 }
@@ -71,7 +74,7 @@ function commandSender(client: ReturnType<typeof apiClient>, deviceIds: readonly
  */
 async function warmUp(api: RunningBroker, deviceIds: readonly string[], quick: boolean): Promise<void> {
   const client = apiClient(fleetHubApi(api, 'command-rtt'), CONCURRENCY)
-  const load = new RequestLoad(commandSender(client, deviceIds))
+  const load = new RequestLoad(commandSender(client, deviceIds), latency)
   try {
     load.closed(CONCURRENCY)
     await sleep(quick ? WARM_UP_QUICK_MS : WARM_UP_MS)
@@ -110,7 +113,7 @@ async function measureCase(
 ): Promise<Measurement> {
   const { warmupMs, measureMs } = windows(ctx.options.quick)
   const client = apiClient(fleetHubApi(spec.api, 'command-rtt'), CONCURRENCY)
-  const load = new RequestLoad(commandSender(client, deviceIds))
+  const load = new RequestLoad(commandSender(client, deviceIds), latency)
   try {
     await waitQuiet(stack.brokerCpu)
     if (spec.rate !== undefined) load.paced(spec.rate)
@@ -121,6 +124,7 @@ async function measureCase(
       readers: { ...stack.cpuReaders(), generator: selfCpu() },
       latency: load.latency,
       snapshot: () => ({ ...load.snapshot(), commands: counts.commands }),
+      ...(stack.broker.api ? { metricsUrl: stack.broker.api.url } : {}),
     })
     load.stop()
     const unfinished = await load.settle()
@@ -136,6 +140,7 @@ async function measureCase(
       unfinished,
       brokerCpuUsPerCommand: ok > 0 ? (brokerCpuSec * 1e6) / ok : Number.NaN,
       httpSockets: client.openSockets(),
+      loopDelayP99Ms: w.loop?.p99Ms ?? Number.NaN,
     }
     const params = {
       devices: deviceIds.length,
@@ -222,6 +227,7 @@ export const commandRtt: Scenario = {
     ...latencyColumns(),
     countsColumn('failures', (r) => r.figures.failures),
     medianColumn('broker µs/command', (r) => r.figures.brokerCpuUsPerCommand),
+    medianColumn('node A event-loop delay p99 ms', (r) => r.figures.loopDelayP99Ms, 1),
     ...cpuColumns({ broker: 'node A CPU %', broker2: 'node B CPU %' }),
   ],
   run: oneRun,

@@ -160,6 +160,7 @@ function figuresOf(w: MeasuredWindow<PhaseCounts>, latency: Samples, missing: nu
     versionGaps: after.versionGaps,
     skipped: after.skipped - before.skipped,
     brokerCpuUsPerPatch: ok > 0 ? (((cpu.broker ?? 0) / 100) * seconds * 1e6) / ok : Number.NaN,
+    loopDelayP99Ms: w.loop?.p99Ms ?? Number.NaN,
   }
 }
 
@@ -221,7 +222,11 @@ async function oneRun(ctx: RunContext): Promise<void> {
       const reporters: Reporter[] = []
       const loop = closedLoop(reporters)
       for (const c of channels) reporters.push(new Reporter(c, totals, loop.refill))
-      const common = { readers: { ...stack.cpuReaders(), generator: selfCpu() }, latency: totals.latency }
+      const common = {
+        readers: { ...stack.cpuReaders(), generator: selfCpu() },
+        latency: totals.latency,
+        ...(stack.broker.api ? { metricsUrl: stack.broker.api.url } : {}),
+      }
       const snap = () => snapshot(totals)
       await waitQuiet(stack.brokerCpu)
 
@@ -299,6 +304,7 @@ export const twinReported: Scenario = {
     medianColumn('unmatched', (r) => r.figures.unexpected),
     medianColumn('version gaps', (r) => r.figures.versionGaps),
     medianColumn('broker µs/patch', (r) => r.figures.brokerCpuUsPerPatch, 1),
+    medianColumn('event-loop delay p99 ms', (r) => r.figures.loopDelayP99Ms, 1),
     ...cpuColumns(),
   ],
   run: oneRun,
