@@ -8,6 +8,7 @@ import {
   TypeBoxValidatorCompiler,
 } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyRequest, LogController } from 'fastify'
+import { Compile } from 'typebox/compile'
 import { secretMatcher } from '../../registry/credentials.js'
 import { errors } from '../../registry/errors.js'
 import type { RegistryService } from '../../registry/service.js'
@@ -37,6 +38,24 @@ export interface HttpDeps {
   deviceFields?: DeviceFields[]
 }
 
+/** Is `schema` an object of plain strings only (most path parameters), which converting from text leaves as they are? */
+function onlyStrings(schema: unknown): boolean {
+  const s = schema as { type?: unknown; properties?: Record<string, { type?: unknown; anyOf?: unknown }> }
+  if (s.type !== 'object' || !s.properties) return false
+  return Object.values(s.properties).every((p) => p.type === 'string' && p.anyOf === undefined)
+}
+
+/**
+ * TypeBox's compiler, without its per-request conversion (`Value.Convert`, a generic walk) where it
+ * cannot change anything: parts whose properties are all strings are checked as they come.
+ */
+const validatorCompiler: typeof TypeBoxValidatorCompiler = (route) => {
+  const full = TypeBoxValidatorCompiler(route)
+  if (route.httpPart === 'body' || !onlyStrings(route.schema)) return full
+  const check = Compile(route.schema)
+  return (value) => (check.Check(value) ? { value } : full(value))
+}
+
 /** Largest request body; device documents are small. */
 const BODY_LIMIT = 256 * 1024
 
@@ -53,7 +72,7 @@ export async function createHttpServer(deps: HttpDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>()
   // TypeBox validates as declared: bodies are never coerced or stripped (an unknown field is a 400,
   // a null stays null), while query strings and path parameters are converted from text.
-  app.setValidatorCompiler(TypeBoxValidatorCompiler)
+  app.setValidatorCompiler(validatorCompiler)
 
   // an empty JSON body (a POST with only a Content-Type) means "no body", not an error
   const json = app.getDefaultJsonParser('error', 'error')
