@@ -77,10 +77,16 @@ export interface CreateCommandOptions {
   queueBound?: number
   /** A client's Idempotency-Key: a second create with the same key returns the first id. */
   idempotencyKey?: string
+  /**
+   * The same command moved on to `delivered`: stored instead of the record, and not queued, when the
+   * device has nothing queued (so it goes out now without overtaking an older one). The result says
+   * which was stored.
+   */
+  deliveredIfIdle?: CommandRecord
 }
 
 export type CreateCommandResult =
-  | { created: true }
+  | { created: true; delivered?: true }
   | { created: false; reason: 'queue_full' }
   | { created: false; reason: 'duplicate'; id: string }
 

@@ -74,6 +74,36 @@ function contract(t: Test, make: () => Promise<CommandStore>) {
     t.equal((await s.get('d1', 'b'))?.state, 'queued')
   })
 
+  t.test('created as delivered when the device has nothing queued, queued behind an older one otherwise', async (t) => {
+    const s = await make()
+    const q = { retentionMs: DAY, queueBound: 5 }
+    const a = command('d1', 'a', { deadline: 9 })
+    const aOut = moved(a, 'delivered', LATER)
+    t.same(await s.create(a, { ...q, deliveredIfIdle: aOut }), { created: true, delivered: true })
+    t.same(await s.get('d1', 'a'), aOut, 'the delivered record is stored')
+    t.same(await s.queued('d1'), [], 'and not queued')
+    t.same(await s.transition('d1', 'a', 'queued', moved(a, 'expired', LATER), DAY), aOut, 'its state is delivered')
+    const b = command('d1', 'b')
+    t.same(await s.create(b, q), { created: true })
+    const c = command('d1', 'c')
+    t.same(await s.create(c, { ...q, deliveredIfIdle: moved(c, 'delivered', LATER) }), { created: true })
+    t.same(await s.get('d1', 'c'), c, 'behind b: stored as queued')
+    t.same(await s.queued('d1'), ['b', 'c'])
+    t.same(
+      await s.create(command('d2', 'x'), {
+        retentionMs: DAY,
+        idempotencyKey: 'k',
+        deliveredIfIdle: moved(command('d2', 'x'), 'delivered', LATER),
+      }),
+      { created: true, delivered: true },
+    )
+    t.same(await s.create(command('d2', 'y'), { retentionMs: DAY, idempotencyKey: 'k' }), {
+      created: false,
+      reason: 'duplicate',
+      id: 'x',
+    })
+  })
+
   t.test('an idempotency key gives back the first id', async (t) => {
     const s = await make()
     const opts = { retentionMs: DAY, idempotencyKey: 'k' }

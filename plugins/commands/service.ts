@@ -1,8 +1,9 @@
 // Commands: invoke, deliver (now or when the device is back), settle the device's answers, time
-// out. Every command goes through the device's queue in the store: the node that holds the device's
-// session takes it from there as soon as the session is subscribed to its commands (told on an
-// internal topic, or by the subscription itself), so a command sent between a device's CONNACK and
-// its SUBSCRIBE waits for the SUBSCRIBE instead of going to nobody. Every state change is written
+// out. Every command goes through the device's queue in the store (unless it can go out at once:
+// see Performance below): the node that holds the device's session takes it from there as soon as
+// the session is subscribed to its commands (told on an internal topic, or by the subscription
+// itself), so a command sent between a device's CONNACK and its SUBSCRIBE waits for the SUBSCRIBE
+// instead of going to nobody. Every state change is written
 // with a compare-and-set on the record's state and published on `$iot/{id}/events/command`. The
 // node that makes a change settles the HTTP requests it holds itself, with the record it wrote;
 // every node listens to the events and reads the record for the requests it holds when the change
@@ -12,7 +13,11 @@
 // Performance (bench command-rtt): the node delivering a command keeps its record until the
 // command ends, so a state change costs one store call (a compare-and-set that answers with the
 // record when it loses) and no read: states only move forward, so the record held in a state is
-// the stored one.
+// the stored one. When the request arrives on the node holding the device's subscribed session and
+// the device's queue is empty, the command is stored as delivered by its create (its history and
+// events still say queued, then delivered) and goes out at once: one store call instead of three.
+// A device's answers to one command are settled in turn, so the result never races its own
+// acknowledgement.
 import { randomUUID } from 'node:crypto'
 import type { Logger } from '../../broker/log.js'
 import type { Metrics } from '../../broker/metrics.js'
@@ -102,6 +107,8 @@ export async function createCommandService(deps: {
   const secrets = new Map<string, unknown>()
   /** Per device, the delivery running on this node: queued commands go out one by one, in order. */
   const delivering = new Map<string, Promise<void>>()
+  /** Per command, the answer being settled on this node: the next one waits for it. */
+  const answering = new Map<string, Promise<void>>()
   /** The payloads of this node's own command events, which its listener need not parse. */
   const ownEvents = new WeakSet<Buffer>()
 
@@ -405,10 +412,17 @@ export async function createCommandService(deps: {
       // an offline device: it expires after its ttlMs, and gets its deadline when it goes out
       if (online) r.deadline = r.expiresAt = Date.now() + timeoutMs
       else r.expiresAt = Date.now() + (opts.queue as { ttlMs: number }).ttlMs
+      // the device's session is here and nothing is being delivered to it: the record is stored
+      // as delivered at once unless older commands wait in its queue (one store call, not three)
+      const direct =
+        online && !delivering.has(deviceId) && heldHere(deviceId, device.parentId)
+          ? moved(r, 'delivered', at)
+          : undefined
       const created = await store.create(r, {
         retentionMs: config.retentionMs,
         queueBound: config.queueMax,
         ...(opts.idempotencyKey !== undefined ? { idempotencyKey: opts.idempotencyKey } : {}),
+        ...(direct ? { deliveredIfIdle: direct } : {}),
       })
       if (!created.created) {
         if (created.reason === 'queue_full') throw new errors.QUEUE_FULL(deviceId, config.queueMax)
@@ -420,6 +434,12 @@ export async function createCommandService(deps: {
       }
       if (opts.secretBody !== undefined) keepSecret(deviceId, id, opts.secretBody, r.deadline)
       await announce(r)
+      if (created.delivered && direct) {
+        await announce(direct)
+        const outcome = wait(direct, opts.ack === true)
+        await send(direct)
+        return outcome
+      }
       if (!online) return { record: r }
       const outcome = wait(r, opts.ack === true)
       await dispatch(r, device.parentId)
@@ -461,28 +481,19 @@ export async function createCommandService(deps: {
       } catch (err) {
         return reject(deviceId, 'invalid', (err as Error).message, rid)
       }
-      // the node that delivered the command holds its record: an answer to it reads nothing
-      const r = inFlight.get(keyOf(deviceId, rid))?.record ?? (await store.get(deviceId, rid))
-      if (!r) return reject(deviceId, 'unknown', 'no such command for this device', rid)
-      const to = stateOfAnswer(status)
+      // answers to one command are settled one after the other: the result that follows the
+      // acknowledgement (often in the same packet) moves from the acknowledged record instead of
+      // losing a compare-and-set to it and trying again
+      const k = keyOf(deviceId, rid)
       const at = now()
-      const out = canMove(r.state, to)
-        ? await moveFrom(r, to, () =>
-            to === 'acknowledged'
-              ? { ack: { at } }
-              : { result: body === undefined ? { status, at } : { status, body, at } },
-          )
-        : { moved: false, record: r }
-      if (out.moved) return 'ok'
-      const cur = out.record
-      if (!cur) return reject(deviceId, 'unknown', 'no such command for this device', rid)
-      if (canMove(cur.state, to)) return reject(deviceId, 'duplicate', 'another answer came first', rid)
-      return reject(
-        deviceId,
-        FINAL_STATES.has(cur.state) ? 'late' : 'duplicate',
-        `the command is already ${cur.state}`,
-        rid,
+      const run = (answering.get(k) ?? Promise.resolve()).then(() => settle(deviceId, rid, status, body, at))
+      const tail = run.then(
+        () => {},
+        () => {},
       )
+      answering.set(k, tail)
+      void tail.then(() => answering.get(k) === tail && answering.delete(k))
+      return run
     },
 
     /** An answer that cannot even be read: counted and reported like the others. */
@@ -493,6 +504,30 @@ export async function createCommandService(deps: {
       inFlight.clear()
       await Promise.all([unsubscribe(), unsignal()])
     },
+  }
+
+  async function settle(deviceId: string, rid: string, status: number, body: unknown, at: string): Promise<string> {
+    // the node that delivered the command holds its record: an answer to it reads nothing
+    const r = inFlight.get(keyOf(deviceId, rid))?.record ?? (await store.get(deviceId, rid))
+    if (!r) return reject(deviceId, 'unknown', 'no such command for this device', rid)
+    const to = stateOfAnswer(status)
+    const out = canMove(r.state, to)
+      ? await moveFrom(r, to, () =>
+          to === 'acknowledged'
+            ? { ack: { at } }
+            : { result: body === undefined ? { status, at } : { status, body, at } },
+        )
+      : { moved: false, record: r }
+    if (out.moved) return 'ok'
+    const cur = out.record
+    if (!cur) return reject(deviceId, 'unknown', 'no such command for this device', rid)
+    if (canMove(cur.state, to)) return reject(deviceId, 'duplicate', 'another answer came first', rid)
+    return reject(
+      deviceId,
+      FINAL_STATES.has(cur.state) ? 'late' : 'duplicate',
+      `the command is already ${cur.state}`,
+      rid,
+    )
   }
 
   async function reject(deviceId: string, reason: string, why: string, rid?: string): Promise<string> {

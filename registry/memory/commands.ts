@@ -47,15 +47,17 @@ export function createMemoryCommandStore(clock: () => number = Date.now): Memory
       const ik = opts.idempotencyKey === undefined ? undefined : key(r.deviceId, opts.idempotencyKey)
       const existing = ik === undefined ? undefined : live(idem.get(ik))
       if (existing) return { created: false, reason: 'duplicate', id: existing.id }
-      if (opts.queueBound !== undefined) {
+      const idle = opts.deliveredIfIdle !== undefined && !queues.get(r.deviceId)?.length
+      const stored = idle ? (opts.deliveredIfIdle as CommandRecord) : r
+      if (!idle && opts.queueBound !== undefined) {
         const q = queues.get(r.deviceId) ?? []
         if (q.length >= opts.queueBound) return { created: false, reason: 'queue_full' }
         q.push(r.id)
         queues.set(r.deviceId, q)
       }
-      records.set(key(r.deviceId, r.id), { doc: JSON.stringify(r), state: r.state, until })
+      records.set(key(r.deviceId, r.id), { doc: JSON.stringify(stored), state: stored.state, until })
       if (ik !== undefined) idem.set(ik, { id: r.id, until })
-      return { created: true }
+      return idle ? { created: true, delivered: true } : { created: true }
     },
     async get(deviceId, id) {
       const e = live(records.get(key(deviceId, id)))

@@ -77,12 +77,19 @@ local seen = tonumber(redis.call('HGET', KEYS[1], 'seen') or '1')
 if tonumber(ARGV[1]) > seen then redis.call('HSET', KEYS[1], 'v', '1', 'seen', ARGV[1]) end
 return 0`,
   // KEYS: record hash, the device's queue, idempotency key. ARGV: state, doc, retention ms, queue
-  // bound (0: not queued), idempotency key ('' if none), id. {'created'} | {'queue_full'} |
-  // {'duplicate', id}.
+  // bound (0: not queued), idempotency key ('' if none), id, and the doc of the command delivered
+  // ('' if none): stored instead, unqueued, when the queue is empty. {'created'} | {'delivered'} |
+  // {'queue_full'} | {'duplicate', id}.
   fhCommandCreate: `
 if ARGV[5] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then return {'duplicate', existing} end
+end
+if ARGV[7] ~= '' and redis.call('LLEN', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[1], 'v', '1', 's', 'delivered', 'doc', ARGV[7])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[3]) end
+  return {'delivered'}
 end
 if tonumber(ARGV[4]) > 0 then
   if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'queue_full'} end
@@ -146,6 +153,7 @@ export interface ScriptCalls {
     queueBound: number,
     idemKey: string,
     id: string,
+    deliveredDoc: string,
   ): Promise<string[]>
   fhCommandMove(
     record: string,

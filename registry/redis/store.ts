@@ -284,8 +284,10 @@ function createCommandStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): Comm
         opts.queueBound ?? 0,
         idem,
         r.id,
+        opts.deliveredIfIdle ? encodeCommand(opts.deliveredIfIdle) : '',
       )
       if (res[0] === 'created') return { created: true }
+      if (res[0] === 'delivered') return { created: true, delivered: true }
       if (res[0] === 'queue_full') return { created: false, reason: 'queue_full' }
       return { created: false, reason: 'duplicate', id: res[1] as string }
     },
