@@ -1,6 +1,7 @@
 // Commands (docs/commands.md): request/response with acknowledgement then result, timeouts, queued
 // delivery for offline devices, cross-node routing, idempotency, and key rollover.
 import type { Plugin } from '../../broker/plugin-host.js'
+import type { CredentialCache } from '../auth/cache.js'
 import { createDeviceSide } from './device.js'
 import { createRollover } from './rollover.js'
 import { commandRoutes } from './routes.js'
@@ -9,12 +10,13 @@ import { createCommandService } from './service.js'
 export function commandsPlugin(): Plugin {
   return {
     name: 'commands',
-    dependencies: ['acl', 'presence'],
+    dependencies: ['auth', 'acl', 'presence'],
     async register({ host, registry, broker, config, log, metrics }) {
       const commands = await createCommandService({
         store: registry.store.commands,
         presence: registry.store.presence,
         registry,
+        devices: host.use<CredentialCache>('auth.cache'),
         broker,
         config: {
           maxTimeoutMs: config.commandMaxTimeoutMs,
