@@ -6,6 +6,7 @@
 // call, not two: the compare-and-set itself tells when the copy is out of date.
 import { errors } from './errors.js'
 import type { TwinStore } from './ports.js'
+import { createKeyedSerial } from './serial.js'
 import {
   applyPatch,
   assertDesiredSections,
@@ -47,28 +48,14 @@ export type TwinService = ReturnType<typeof createTwinService>
 export function createTwinService(deps: TwinServiceDeps) {
   const { store, limits } = deps
   const now = deps.now ?? (() => new Date())
-  const queues = new Map<string, Promise<unknown>>()
+  /** Writes to one side of one twin on this node, one after another. */
+  const writes = createKeyedSerial()
   const written = new Map<string, TwinSide>()
 
   function remember(key: string, side: TwinSide) {
     written.delete(key)
     if (written.size >= MAX_CACHED_SIDES) written.delete(written.keys().next().value as string)
     written.set(key, side)
-  }
-
-  /** Runs `fn` after the earlier writes to the same key on this node. */
-  function queued<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = queues.get(key) ?? Promise.resolve()
-    const run = before.then(fn, fn)
-    const settled = run.then(
-      () => {},
-      () => {},
-    )
-    queues.set(key, settled)
-    settled.then(() => {
-      if (queues.get(key) === settled) queues.delete(key)
-    })
-    return run
   }
 
   async function read(deviceId: string): Promise<TwinRecord> {
@@ -115,7 +102,7 @@ export function createTwinService(deps: TwinServiceDeps) {
     patch(deviceId: string, side: TwinSideName, patch: unknown, ifVersion?: number): Promise<PatchResult> {
       const checked = assertPatch(patch, limits)
       if (side === 'desired') assertDesiredSections(checked)
-      return queued(`${deviceId}\u0000${side}`, () => write(deviceId, side, checked, ifVersion))
+      return writes.run(`${deviceId}\u0000${side}`, () => write(deviceId, side, checked, ifVersion))
     },
 
     /** The device has seen (or applied) desired `version`. */

@@ -38,6 +38,7 @@ import {
 } from '../../registry/commands.js'
 import { errors } from '../../registry/errors.js'
 import type { CommandStore, PresenceStore } from '../../registry/ports.js'
+import { createKeyedSerial } from '../../registry/serial.js'
 import type { RegistryService } from '../../registry/service.js'
 import { deviceTopic, eventTopic, SYS_PREFIX, splitIotTopic, topicMatches } from '../../registry/topics.js'
 
@@ -126,12 +127,15 @@ export async function createCommandService(deps: {
   const inFlight = new Map<string, InFlight>()
   /** Secret bodies of commands this node delivers, never stored. */
   const secrets = new Map<string, unknown>()
-  /** Per device, the delivery running on this node: queued commands go out one by one, in order. */
-  const delivering = new Map<string, Promise<void>>()
+  /** Per device, the deliveries on this node: queued commands go out one by one, in order. */
+  const deliveries = createKeyedSerial()
   /** Per command, an acknowledgement waiting its turn, and the result that came meanwhile. */
   const acking = new Map<string, AckSlot>()
-  /** Per command, the answer being settled on this node: the next one waits for it. */
-  const answering = new Map<string, Promise<void>>()
+  /**
+   * Per command, the answers being settled on this node, one after the other: a result that follows
+   * the acknowledgement moves from the acknowledged record instead of losing a compare-and-set to it.
+   */
+  const answers = createKeyedSerial()
   /** The payloads of this node's own command events, which its listener need not parse. */
   const ownEvents = new WeakSet<Buffer>()
 
@@ -282,11 +286,7 @@ export async function createCommandService(deps: {
 
   /** Delivers a device's queued commands in order; one run at a time per device on this node. */
   function deliverQueued(deviceId: string, known?: CommandRecord): Promise<void> {
-    const run = (delivering.get(deviceId) ?? Promise.resolve()).then(() => deliverEach(deviceId, known))
-    const tail = run.catch(() => {})
-    delivering.set(deviceId, tail)
-    void tail.then(() => delivering.get(deviceId) === tail && delivering.delete(deviceId))
-    return run
+    return deliveries.run(deviceId, () => deliverEach(deviceId, known))
   }
 
   /** `known`: a record this node has just created (as stored), so it need not be read back. */
@@ -438,7 +438,7 @@ export async function createCommandService(deps: {
       // the device's session is here and nothing is being delivered to it: the record is stored
       // as delivered at once unless older commands wait in its queue (one store call, not three)
       const direct =
-        online && !delivering.has(deviceId) && heldHere(deviceId, device.parentId)
+        online && !deliveries.busy(deviceId) && heldHere(deviceId, device.parentId)
           ? moved(r, 'delivered', at)
           : undefined
       const created = await store.create(r, {
@@ -517,17 +517,17 @@ export async function createCommandService(deps: {
       // an acknowledgement of a command this node delivered waits one event-loop turn for the
       // result a device often sends right after it (in the same packet)
       const waitsTurn =
-        to === 'acknowledged' && inFlight.get(k)?.record.state === 'delivered' && !acking.has(k) && !answering.has(k)
+        to === 'acknowledged' && inFlight.get(k)?.record.state === 'delivered' && !acking.has(k) && !answers.busy(k)
       if (waitsTurn) {
         const mine: AckSlot = {}
         acking.set(k, mine)
-        return inTurn(k, async () => {
+        return answers.run(k, async () => {
           await new Promise<void>((resolve) => setImmediate(resolve))
           acking.delete(k)
           return settleAck(deviceId, rid, at, mine)
         })
       }
-      return inTurn(k, () => settle(deviceId, rid, status, body, at))
+      return answers.run(k, () => settle(deviceId, rid, status, body, at))
     },
 
     /** An answer that cannot even be read: counted and reported like the others. */
@@ -538,21 +538,6 @@ export async function createCommandService(deps: {
       inFlight.clear()
       await Promise.all([unsubscribe(), unsignal()])
     },
-  }
-
-  /**
-   * Answers to one command are settled one after the other: a result that follows the
-   * acknowledgement moves from the acknowledged record instead of losing a compare-and-set to it.
-   */
-  function inTurn(k: string, fn: () => Promise<string>): Promise<string> {
-    const run = (answering.get(k) ?? Promise.resolve()).then(fn)
-    const tail = run.then(
-      () => {},
-      () => {},
-    )
-    answering.set(k, tail)
-    void tail.then(() => answering.get(k) === tail && answering.delete(k))
-    return run
   }
 
   /** An acknowledgement, with the result that came in its turn: both in one compare-and-set. */

@@ -4,6 +4,7 @@
 // only once the subscription exists means nothing is lost to a race with the SUBSCRIBE.
 import type { Logger } from '../../broker/log.js'
 import type { BrokerPort, Session, UplinkMessage } from '../../broker/session.js'
+import { createKeyedSerial } from '../../registry/serial.js'
 import { devicesSubscribedTo } from '../../registry/topics.js'
 import type { OtaService } from './service.js'
 
@@ -16,7 +17,7 @@ export function createDeviceSide(ota: OtaService, broker: BrokerPort, log: Logge
    * handled and may handle a client's next one meanwhile, so without this `confirming` could
    * overtake `rebooting`.
    */
-  const chains = new Map<string, Promise<void>>()
+  const reports = createKeyedSerial()
 
   async function resendAll(session: Session, ids: string[]): Promise<void> {
     let done = resent.get(session)
@@ -43,11 +44,7 @@ export function createDeviceSide(ota: OtaService, broker: BrokerPort, log: Logge
       )
     },
     onStatus(m: UplinkMessage): Promise<void> {
-      const run = (chains.get(m.deviceId) ?? Promise.resolve()).then(() => ota.onStatus(m.deviceId, m.payload))
-      const tail = run.catch(() => {})
-      chains.set(m.deviceId, tail)
-      void tail.then(() => chains.get(m.deviceId) === tail && chains.delete(m.deviceId))
-      return run
+      return reports.run(m.deviceId, () => ota.onStatus(m.deviceId, m.payload))
     },
   }
 }
