@@ -1,11 +1,12 @@
-// The CONNECT load generator: raw TCP sockets and mqtt-packet, no MQTT client library, so the
-// generator's own cost stays small next to the broker's (its CPU use is measured to prove it).
+// The CONNECT load generator, on socket-load.ts: raw TCP sockets and mqtt-packet, no MQTT client
+// library, so the generator's own cost stays small next to the broker's (its CPU use is measured).
 // At most `concurrency` CONNECTs wait for their CONNACK at any time; accepted connections stay open
 // until the caller closes them, as a real fleet's would. TCP only.
-import net from 'node:net'
-import mqttPacket, { type Packet } from 'mqtt-packet'
+import type net from 'node:net'
+import mqttPacket from 'mqtt-packet'
 import type { Identity } from './packets.js'
 import { connectPacket } from './packets.js'
+import { runSocketLoad } from './socket-load.js'
 import { nowMs } from './time.js'
 
 export interface ConnectLoadOptions {
@@ -34,7 +35,6 @@ export interface ConnectLoadResult {
   sockets: net.Socket[]
 }
 
-const HOST = '127.0.0.1'
 const DISCONNECT = mqttPacket.generate({ cmd: 'disconnect' })
 /** Sockets the generator is closing itself: their close is not a drop. */
 const closing = new WeakSet<net.Socket>()
@@ -45,77 +45,35 @@ function connectPackets(identities: readonly Identity[], keepaliveSec: number): 
 }
 
 /** Opens one connection per device and resolves when every CONNECT has an outcome. */
-export function runConnectLoad(opts: ConnectLoadOptions): Promise<ConnectLoadResult> {
-  const packets = connectPackets(opts.identities, opts.keepaliveSec)
-  const total = packets.length
+export async function runConnectLoad(opts: ConnectLoadOptions): Promise<ConnectLoadResult> {
   const result: ConnectLoadResult = { ok: 0, failures: {}, latenciesMs: [], windowMs: 0, dropped: 0, sockets: [] }
-  let firstSentAt: number | undefined
   let lastAckAt: number | undefined
-  let next = 0
-  let inFlight = 0
-  let settled = 0
-
-  return new Promise((resolve) => {
-    function fail(cause: string) {
-      result.failures[cause] = (result.failures[cause] ?? 0) + 1
-    }
-
-    function launchMore() {
-      while (inFlight < opts.concurrency && next < total) connectOne(packets[next++] as Buffer)
-      if (settled === total) {
-        result.windowMs = firstSentAt !== undefined && lastAckAt !== undefined ? lastAckAt - firstSentAt : 0
-        resolve(result)
-      }
-    }
-
-    function connectOne(packet: Buffer) {
-      inFlight++
-      const sock = net.connect({ host: HOST, port: opts.port, noDelay: true })
-      const parser = mqttPacket.parser({ protocolVersion: 4 })
-      let sentAt = 0
-      let done = false
-      const settle = (outcome: 'ok' | string) => {
-        if (done) return
-        done = true
-        clearTimeout(timer)
-        inFlight--
-        settled++
-        if (outcome === 'ok') {
-          result.sockets.push(sock)
-          sock.once('close', () => {
-            if (!closing.has(sock)) result.dropped++
-          })
-        } else {
-          fail(outcome)
-          sock.destroy()
-        }
-        launchMore()
-      }
-      const timer = setTimeout(() => settle('timeout'), opts.timeoutMs)
-      sock.once('connect', function sendConnect() {
-        sentAt = nowMs()
-        firstSentAt ??= sentAt
-        sock.write(packet)
+  const run = await runSocketLoad({
+    port: opts.port,
+    items: connectPackets(opts.identities, opts.keepaliveSec),
+    concurrency: opts.concurrency,
+    timeoutMs: opts.timeoutMs,
+    first: (packet) => packet,
+    onPacket(p, x) {
+      if (x.done || p.cmd !== 'connack') return
+      const at = nowMs()
+      lastAckAt = at
+      result.latenciesMs.push(at - x.sentAt)
+      x.settle(p.returnCode === 0 ? 'ok' : `connack-${p.returnCode}`)
+    },
+    keep(outcome, x) {
+      if (outcome !== 'ok') return false
+      result.ok++
+      result.sockets.push(x.sock)
+      x.sock.once('close', () => {
+        if (!closing.has(x.sock)) result.dropped++
       })
-      sock.on('data', (chunk) => parser.parse(chunk))
-      parser.on('packet', function onPacket(p: Packet) {
-        if (done || p.cmd !== 'connack') return
-        const at = nowMs()
-        lastAckAt = at
-        result.latenciesMs.push(at - sentAt)
-        if (p.returnCode === 0) {
-          result.ok++
-          settle('ok')
-        } else settle(`connack-${p.returnCode}`)
-      })
-      parser.on('error', () => settle('bad-packet'))
-      // errors after CONNACK (the broker going away) do not change the phase's outcome
-      sock.on('error', (err: NodeJS.ErrnoException) => settle(`socket-${err.code ?? 'error'}`))
-      sock.on('close', () => settle('closed'))
-    }
-
-    launchMore()
+      return true
+    },
   })
+  result.failures = run.failures
+  result.windowMs = run.firstSentAt !== undefined && lastAckAt !== undefined ? lastAckAt - run.firstSentAt : 0
+  return result
 }
 
 /** Sends DISCONNECT on every socket and waits (bounded) until all are closed; the rest are destroyed. */

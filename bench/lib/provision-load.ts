@@ -1,13 +1,13 @@
-// The provisioning load generator: raw TCP sockets and mqtt-packet, like connect-load.ts, so the
-// generator's own cost stays small next to the broker's. Each device speaks the bootstrap flow of
+// The provisioning load generator, on socket-load.ts like connect-load.ts, so the generator's own
+// cost stays small next to the broker's. Each device speaks the bootstrap flow of
 // docs/provisioning.md: CONNECT (client id = registration id, user name `$provision/{enrollment}`,
 // a single-use token as password), on CONNACK 0 one QoS 1 PUBLISH `{"rid":"r"}` to
 // `$provision/{id}/register`, then it reads the answer the broker sends on `$provision/{id}/res`
 // without being subscribed, and the broker closes the connection. At most `concurrency` devices are
 // between their CONNECT and their answer at any time. TCP only.
-import net from 'node:net'
-import mqttPacket, { type Packet } from 'mqtt-packet'
+import type net from 'node:net'
 import { connectPacket, type Identity, publishPacket } from './packets.js'
+import { runSocketLoad } from './socket-load.js'
 import { nowMs } from './time.js'
 
 export interface ProvisionLoadOptions {
@@ -41,7 +41,6 @@ export interface ProvisionLoadResult {
   pubacks: number
 }
 
-const HOST = '127.0.0.1'
 const REQUEST = Buffer.from('{"rid":"r"}')
 /** The one packet id a device uses: it publishes once. */
 const PACKET_ID = 1
@@ -79,10 +78,8 @@ function judge(payload: Buffer, registrationId: string): 'ok' | string {
   return 'ok'
 }
 
-/** Provisions every device and resolves when each has an outcome and the broker closed the answered ones. */
-export function runProvisionLoad(opts: ProvisionLoadOptions): Promise<ProvisionLoadResult> {
-  const devices = devicePackets(opts.identities)
-  const total = devices.length
+/** Provisions every device and resolves when each has an outcome. */
+export async function runProvisionLoad(opts: ProvisionLoadOptions): Promise<ProvisionLoadResult> {
   const result: ProvisionLoadResult = {
     ok: 0,
     okIds: [],
@@ -93,87 +90,47 @@ export function runProvisionLoad(opts: ProvisionLoadOptions): Promise<ProvisionL
     open: new Set(),
     pubacks: 0,
   }
-  const open = result.open
-  let firstSentAt: number | undefined
   let lastAnswerAt: number | undefined
-  let next = 0
-  let inFlight = 0
-  let settled = 0
-
-  return new Promise((resolve) => {
-    function fail(cause: string) {
-      result.failures[cause] = (result.failures[cause] ?? 0) + 1
-    }
-
-    function finish() {
-      result.windowMs = firstSentAt !== undefined && lastAnswerAt !== undefined ? lastAnswerAt - firstSentAt : 0
-      resolve(result)
-    }
-
-    function launchMore() {
-      while (inFlight < opts.concurrency && next < total) provisionOne(devices[next++] as DevicePackets)
-      if (settled === total) finish()
-    }
-
-    function provisionOne(d: DevicePackets) {
-      inFlight++
-      const sock = net.connect({ host: HOST, port: opts.port, noDelay: true })
-      const parser = mqttPacket.parser({ protocolVersion: 4 })
-      let sentAt = 0
-      let done = false
-      const settle = (outcome: 'ok' | string) => {
-        if (done) return
-        done = true
-        clearTimeout(timer)
-        inFlight--
-        settled++
-        if (outcome === 'ok') {
-          result.ok++
-          result.okIds.push(d.registrationId)
-        } else fail(outcome)
-        // the broker closes an answered connection itself; anything else the generator closes
-        if (outcome === 'ok' || outcome.startsWith('status-') || outcome === 'bad-answer') {
-          if (!sock.destroyed) open.add(sock)
-        } else sock.destroy()
-        launchMore()
+  const run = await runSocketLoad({
+    port: opts.port,
+    items: devicePackets(opts.identities),
+    concurrency: opts.concurrency,
+    timeoutMs: opts.timeoutMs,
+    first: (d) => d.connect,
+    onPacket(p, x, d) {
+      if (p.cmd === 'puback') {
+        result.pubacks++
+        return
       }
-      const timer = setTimeout(() => settle('timeout'), opts.timeoutMs)
-      sock.once('connect', function sendConnect() {
-        sentAt = nowMs()
-        firstSentAt ??= sentAt
-        sock.write(d.connect)
-      })
-      sock.on('data', (chunk) => parser.parse(chunk))
-      parser.on('packet', function onPacket(p: Packet) {
-        if (p.cmd === 'puback') {
-          result.pubacks++
-          return
-        }
-        if (done) return
-        if (p.cmd === 'connack') {
-          result.connackMs.push(nowMs() - sentAt)
-          if (p.returnCode === 0) sock.write(d.register)
-          else settle(`connack-${p.returnCode}`)
-          return
-        }
-        if (p.cmd === 'publish' && p.topic === d.responseTopic) {
-          const at = nowMs()
-          lastAnswerAt = at
-          result.latenciesMs.push(at - sentAt)
-          settle(judge(p.payload as Buffer, d.registrationId))
-        }
-      })
-      parser.on('error', () => settle('bad-packet'))
-      sock.on('error', (err: NodeJS.ErrnoException) => settle(`socket-${err.code ?? 'error'}`))
-      sock.on('close', () => {
-        open.delete(sock)
-        settle('closed')
-      })
-    }
-
-    if (total === 0) finish()
-    else launchMore()
+      if (x.done) return
+      if (p.cmd === 'connack') {
+        result.connackMs.push(nowMs() - x.sentAt)
+        if (p.returnCode === 0) x.sock.write(d.register)
+        else x.settle(`connack-${p.returnCode}`)
+        return
+      }
+      if (p.cmd === 'publish' && p.topic === d.responseTopic) {
+        const at = nowMs()
+        lastAnswerAt = at
+        result.latenciesMs.push(at - x.sentAt)
+        x.settle(judge(p.payload as Buffer, d.registrationId))
+      }
+    },
+    keep(outcome, x, d) {
+      if (outcome === 'ok') {
+        result.ok++
+        result.okIds.push(d.registrationId)
+      }
+      // the broker closes an answered connection itself; anything else the generator closes
+      const answered = outcome === 'ok' || outcome.startsWith('status-') || outcome === 'bad-answer'
+      if (answered && !x.sock.destroyed) result.open.add(x.sock)
+      return answered
+    },
+    onClose: (sock) => result.open.delete(sock),
   })
+  result.failures = run.failures
+  result.windowMs = run.firstSentAt !== undefined && lastAnswerAt !== undefined ? lastAnswerAt - run.firstSentAt : 0
+  return result
 }
 
 /**
