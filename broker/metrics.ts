@@ -145,6 +145,11 @@ export function createMetrics() {
       labelNames: ['event'] as const,
       registers: [registry],
     }),
+    takeovers: new Counter({
+      name: 'fleethub_cluster_takeovers_total',
+      help: 'sessions closed because a client with the same id connected to another node later',
+      registers: [registry],
+    }),
     httpRequests: new Counter({
       name: 'fleethub_http_requests_total',
       help: 'HTTP API requests',

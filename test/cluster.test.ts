@@ -2,7 +2,8 @@
 // messages, persistent sessions, takeover, kicks and presence.
 import { Redis } from 'ioredis'
 import t from 'tap'
-import { closedWithin, connackOf, connect, deviceOpts, inbox, serviceOpts, sleep } from './helpers/app.js'
+import { createClusterLink } from '../broker/mqtt/bus/cluster.js'
+import { closedWithin, connackOf, connect, deviceOpts, inbox, serviceOpts, sleep, waitFor } from './helpers/app.js'
 import { api, startNode } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 
@@ -68,9 +69,35 @@ t.test('two nodes sharing Redis', async (t) => {
     t.teardown(() => onB.endAsync(true))
     const ms = await closedWithin(onA, 2000)
     t.pass(`the session on A was taken over after ${ms} ms`)
-    await sleep(200)
-    const view = (await api(a, TOKEN, 'GET', '/devices/c-1')).json
-    t.match(view.presence, { connected: true, node: 'node-b' })
+    const presence = await waitFor('presence on B', async () => {
+      const p = (await api(a, TOKEN, 'GET', '/devices/c-1')).json.presence
+      return p.node === 'node-b' && p
+    })
+    t.match(presence, { connected: true, node: 'node-b' })
+  })
+
+  await t.test('an older session announced late by another node does not close the newer one', async (t) => {
+    const dev = await connect(urlB, deviceOpts('c-1', key))
+    t.teardown(() => dev.endAsync(true))
+    // a third node, as far as A and B can tell
+    const pub = new Redis(redis.url)
+    const sub = new Redis(redis.url)
+    const z = await createClusterLink({ node: 'node-z', prefix: 'fh', pub, sub, onError: (err) => t.error(err) })
+    t.teardown(() => z.close())
+    t.same((await z.join(['node-a', 'node-b'])).sort(), ['node-a', 'node-b'])
+    const announce = (topic: string, payload: string) =>
+      z.forward({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: false, dup: false })
+
+    announce('$SYS/node-z/takeover/clients', JSON.stringify(['c-1', Date.now() - 60_000]))
+    announce('$SYS/node-z/new/clients', 'c-1') // Aedes's own announcement: no longer acted on
+    announce('$SYS/node-z/takeover/clients', '{not json')
+    await sleep(300)
+    t.equal(dev.connected, true, 'the session on B, newer, stays')
+
+    announce('$SYS/node-z/takeover/clients', JSON.stringify(['c-1', Date.now()]))
+    t.ok((await closedWithin(dev, 1000)) <= 1000, 'a session that started later elsewhere takes over')
+    const metrics = await (await fetch(`http://127.0.0.1:${b.ports.http}/metrics`)).text()
+    t.match(metrics, /^fleethub_cluster_takeovers_total [1-9]/m, 'counted')
   })
 
   await t.test('key rotation on A closes the session on B within a second', async (t) => {

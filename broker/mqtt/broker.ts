@@ -12,6 +12,7 @@ import type { MqttBackend } from './backend.js'
 import { wrapDeliveries } from './delivery.js'
 import { guardParser } from './guard.js'
 import { createHooks, type FleetClient, type FleetPacket, kDropped, kMeta, kSession } from './hooks.js'
+import { installTakeover } from './takeover.js'
 import { type MqttListeners, startMqttListeners } from './transports.js'
 import { autoCork, encodePublish0 } from './wire.js'
 
@@ -77,6 +78,15 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     }
     publish.call(aedes, packet, client, done)
   }
+
+  installTakeover(aedes, {
+    nodeId: config.nodeId,
+    startOf: (client) => (client as FleetClient)[kSession]?.connectedAt ?? 0,
+    onTakenOver(clientId, byNode) {
+      metrics.takeovers.inc()
+      log.debug({ clientId, byNode }, 'session taken over on another node')
+    },
+  })
 
   aedes.on('clientReady', (client: FleetClient) => {
     const s = client[kSession]

@@ -73,13 +73,27 @@ function createDeviceStore(records: Map<string, DeviceRecord>, forget: (id: stri
   }
 }
 
+/**
+ * A session that started before the one recorded from another node (equal times: the smaller node
+ * id) is a late write, not recorded (as in the Redis store; broker/mqtt/takeover.ts).
+ */
+function startedBefore(s: SessionStart, recorded: Presence): boolean {
+  const { since, node } = recorded
+  if (since === undefined || node === undefined || node === s.node) return false
+  return since > s.at || (since === s.at && node > s.node)
+}
+
 function createPresenceStore(): PresenceStore {
   const state = new Map<string, Presence>()
   const nodes = new Map<string, number>()
   return {
     async connected(deviceId, s: SessionStart) {
-      const seq = (state.get(deviceId)?.seq ?? 0) + 1
       const prev = state.get(deviceId)
+      const seq = (prev?.seq ?? 0) + 1
+      if (prev && startedBefore(s, prev)) {
+        prev.seq = seq
+        return seq
+      }
       const p: Presence = { online: true, seq, node: s.node, session: s.session, since: s.at }
       if (s.transport !== undefined) p.transport = s.transport
       if (prev?.lastDisconnectAt) p.lastDisconnectAt = prev.lastDisconnectAt

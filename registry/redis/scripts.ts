@@ -49,9 +49,15 @@ if v == '' then
   v = tostring(best)
 end
 return redis.call('HGET', KEYS[1], v)`,
-  // KEYS[1] presence hash; ARGV: node, session, at, transport. Returns the sequence number.
+  // KEYS[1] presence hash; ARGV: node, session, at, transport. Returns the sequence number. A session
+  // that started before the one recorded from another node (a late write; equal times: the smaller
+  // node id) is not recorded (broker/mqtt/takeover.ts keeps the same one).
   fhPresenceUp: `
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local cur = redis.call('HMGET', KEYS[1], 'since', 'node')
+if cur[1] and cur[2] and cur[2] ~= ARGV[1] and (cur[1] > ARGV[3] or (cur[1] == ARGV[3] and cur[2] > ARGV[1])) then
+  return seq
+end
 redis.call('HSET', KEYS[1], 'online', '1', 'node', ARGV[1], 'session', ARGV[2], 'since', ARGV[3], 'transport', ARGV[4])
 return seq`,
   // KEYS[1] presence hash; ARGV: session, at. Returns {seq, online}: a session that was taken over

@@ -212,6 +212,31 @@ export function storeContract(t: Test, f: StoreFactory): void {
     t.equal(await s.presence.get('p'), undefined)
   })
 
+  t.test('the newest session keeps the presence when an older one is written late', async (t) => {
+    const s = await fresh(t)
+    const t1 = '2026-11-28T01:00:00.100Z'
+    const t2 = '2026-11-28T01:00:00.200Z'
+    // the session on n2 started later, but the older one's write from n1 arrives after it
+    t.equal(await s.presence.connected('p', { node: 'n2', session: 'new', at: t2 }), 1)
+    t.equal(await s.presence.connected('p', { node: 'n1', session: 'old', at: t1 }), 2, 'the late write is counted')
+    t.match(await s.presence.get('p'), { online: true, node: 'n2', session: 'new', since: t2 }, 'but not recorded')
+    t.same(await s.presence.disconnected('p', { session: 'old', at: t2 }), { seq: 3, online: true }, 'its end')
+    t.match(await s.presence.get('p'), { online: true, node: 'n2', session: 'new' }, 'leaves the device online')
+
+    // equal start times on two nodes: the greater node id is the newer, as the takeover decides
+    t.equal(await s.presence.connected('q', { node: 'n2', session: 'b', at: t1 }), 1)
+    t.equal(await s.presence.connected('q', { node: 'n1', session: 'a', at: t1 }), 2)
+    t.equal((await s.presence.get('q'))?.session, 'b')
+    t.equal(await s.presence.connected('q', { node: 'n3', session: 'c', at: t1 }), 3)
+    t.equal((await s.presence.get('q'))?.session, 'c')
+
+    // on one node, writes arrive in the order the sessions started: the later write wins
+    // whatever the clock says (it may have been set back)
+    t.equal(await s.presence.connected('r', { node: 'n1', session: 'x', at: t2 }), 1)
+    t.equal(await s.presence.connected('r', { node: 'n1', session: 'y', at: t1 }), 2)
+    t.equal((await s.presence.get('r'))?.session, 'y')
+  })
+
   t.test('nodes are live while they heart-beat', async (t) => {
     const s = await fresh(t)
     await s.presence.heartbeat('n1', 10_000)

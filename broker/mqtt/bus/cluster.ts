@@ -18,8 +18,11 @@ const JOIN_WAIT_MS = 3000
 /** Flush a batch early once it holds this many messages. */
 const MAX_BATCH = 512
 
-/** $SYS topics Aedes publishes that no node listens to: not worth a trip through Redis. */
-const LOCAL_ONLY = /^\$SYS\/[^/]+\/(new\/subscribes|new\/unsubscribes|disconnect\/clients)$/
+/**
+ * $SYS topics Aedes publishes that no other node acts on: not worth a trip through Redis. New
+ * clients are announced to the other nodes on `$SYS/{node}/takeover/clients` instead (takeover.ts).
+ */
+const LOCAL_ONLY = /^\$SYS\/[^/]+\/(new\/clients|new\/subscribes|new\/unsubscribes|disconnect\/clients)$/
 
 interface Control {
   t: 'hello' | 'beat' | 'bye'
