@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { unavailable } from './brokers/index.js'
 import { mosquittoVersion } from './brokers/mosquitto.js'
+import { runFloor } from './floor.js'
 import { parseBenchArgs, UsageError } from './lib/args.js'
 import { selfCpu } from './lib/cpu-time.js'
 import { clientBudget, raiseFdLimit } from './lib/fd-limit.js'
@@ -31,6 +32,7 @@ function usage(): string {
   const list = SCENARIOS.map((s) => `  ${s.name.padEnd(width)}  ${s.summary}${s.inAll ? '' : ' (not in all)'}`)
   return `usage: npm run bench -- <scenario…|all> [flags]
        npm run bench -- report [invocation]   render the report of an earlier invocation again
+       npm run bench -- floor                 what a wake-up of an idle Node.js process costs here
 
 scenarios:
 ${list.join('\n')}
@@ -239,6 +241,7 @@ function reportAgain(id: string | undefined): number {
 async function main(): Promise<number> {
   const argv = process.argv.slice(2)
   if (argv[0] === 'report') return reportAgain(argv[1])
+  if (argv[0] === 'floor') return runFloor()
   let parsed: ReturnType<typeof parseBenchArgs>
   try {
     parsed = parseBenchArgs(process.argv.slice(2), SCENARIOS, findScenario)
