@@ -36,7 +36,7 @@ export interface TakeoverOptions {
 function noop() {}
 
 /** Whether the session that started at `at` on `node` outlives the one at `otherAt` on `otherNode`. */
-export function isNewer(at: number, node: string, otherAt: number, otherNode: string): boolean {
+function isNewer(at: number, node: string, otherAt: number, otherNode: string): boolean {
   return at > otherAt || (at === otherAt && node > otherNode)
 }
 
