@@ -68,7 +68,7 @@ async function paced(socks: net.Socket[], rate: number, ms: number): Promise<num
   }
 }
 
-async function main(): Promise<void> {
+export async function runFloor(): Promise<number> {
   pinSelf(GENERATOR_CPU)
   const port = await freePort()
   const { cmd, args } = onCpu(BROKER_CPU, process.execPath, ['-e', SERVER, String(port)])
@@ -103,12 +103,8 @@ async function main(): Promise<void> {
       ),
     ]
     process.stdout.write(`${lines.join('\n')}\n`)
+    return 0
   } finally {
     server.kill('SIGKILL')
   }
-}
-
-export async function runFloor(): Promise<number> {
-  await main()
-  return 0
 }

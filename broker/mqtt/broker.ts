@@ -79,14 +79,17 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     publish.call(aedes, packet, client, done)
   }
 
-  installTakeover(aedes, {
-    nodeId: config.nodeId,
-    startOf: (client) => (client as FleetClient)[kSession]?.connectedAt ?? 0,
-    onTakenOver(clientId, byNode) {
-      metrics.takeovers.inc()
-      log.debug({ clientId, byNode }, 'session taken over on another node')
-    },
-  })
+  // only nodes sharing Redis can hold one client id twice; alone, Aedes's own takeover is enough
+  if (config.redisUrl) {
+    installTakeover(aedes, {
+      nodeId: config.nodeId,
+      startOf: (client) => (client as FleetClient)[kSession]?.connectedAt ?? 0,
+      onTakenOver(clientId, byNode) {
+        metrics.takeovers.inc()
+        log.debug({ clientId, byNode }, 'session taken over on another node')
+      },
+    })
+  }
 
   aedes.on('clientReady', (client: FleetClient) => {
     const s = client[kSession]
