@@ -1,12 +1,14 @@
 // The twin service: reads and patches twins on a TwinStore. A patch is merged here and written with
 // a compare-and-set on the side's version (one Lua script in Redis), so concurrent writers never
 // lose an update and versions have no gaps. Writes to one twin side are queued on this node, so
-// they do not race each other; a writer on another node that comes first only costs a retry.
+// they do not race each other; a writer on another node that comes first only costs a retry. The
+// patches that arrive while a side's write is in flight go together in the next one (a device
+// reporting faster than one store round trip): one compare-and-set for all, each patch with its own
+// version and outcome, as if written one by one.
 // The side this node last wrote is kept (bounded), so a device reporting again costs one store
 // call, not two: the compare-and-set itself tells when the copy is out of date.
 import { errors } from './errors.js'
 import type { TwinStore } from './ports.js'
-import { createKeyedSerial } from './serial.js'
 import {
   applyPatch,
   assertDesiredSections,
@@ -21,6 +23,9 @@ import {
 
 /** Twin sides this node remembers from its own writes. */
 const MAX_CACHED_SIDES = 10_000
+
+/** Most patches of one side written together. */
+const MAX_GROUP = 64
 
 /** Retries when another node wrote the same side in between (only under heavy contention). */
 const CAS_ATTEMPTS = 50
@@ -37,6 +42,13 @@ export interface PatchResult {
   patch: JsonObject
 }
 
+interface Waiting {
+  patch: JsonObject
+  ifVersion?: number
+  resolve(r: PatchResult): void
+  reject(err: unknown): void
+}
+
 export interface TwinServiceDeps {
   store: TwinStore
   limits: TwinLimits
@@ -48,8 +60,8 @@ export type TwinService = ReturnType<typeof createTwinService>
 export function createTwinService(deps: TwinServiceDeps) {
   const { store, limits } = deps
   const now = deps.now ?? (() => new Date())
-  /** Writes to one side of one twin on this node, one after another. */
-  const writes = createKeyedSerial()
+  /** Per twin side, the patches waiting for the write in flight (a key is present while one runs). */
+  const waiting = new Map<string, Waiting[]>()
   const written = new Map<string, TwinSide>()
 
   function remember(key: string, side: TwinSide) {
@@ -62,29 +74,73 @@ export function createTwinService(deps: TwinServiceDeps) {
     return (await store.get(deviceId)) ?? emptyTwin()
   }
 
-  async function write(
+  /** Writes the waiting patches of one side, a group at a time, until none are left. */
+  async function drain(deviceId: string, side: TwinSideName, key: string, queue: Waiting[]): Promise<void> {
+    while (queue.length > 0) {
+      const group = queue.splice(0, MAX_GROUP)
+      try {
+        settle(group, await writeGroup(deviceId, side, key, group))
+      } catch (err) {
+        for (const w of group) w.reject(err)
+      }
+    }
+    waiting.delete(key)
+  }
+
+  function settle(group: Waiting[], outcomes: (PatchResult | Error)[]) {
+    // in order: the answers and events of one side follow its versions
+    group.forEach((w, i) => {
+      const o = outcomes[i] as PatchResult | Error
+      if (o instanceof Error) w.reject(o)
+      else w.resolve(o)
+    })
+  }
+
+  /**
+   * Applies a group of patches in order on the side as stored and writes the result with one
+   * compare-and-set: each accepted patch takes the next version, as if written alone. A patch that
+   * breaks a limit or its `ifVersion` is refused on its own. The outcome of each, in order.
+   */
+  async function writeGroup(
     deviceId: string,
     side: TwinSideName,
-    patch: JsonObject,
-    ifVersion?: number,
-  ): Promise<PatchResult> {
-    const key = `${deviceId}\u0000${side}`
-    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const current = written.get(key) ?? (await read(deviceId))[side]
-      if (ifVersion !== undefined && ifVersion !== current.version) {
-        if (written.delete(key)) continue // the copy may be old: decide on the stored version
-        throw new errors.PRECONDITION_FAILED(`${side} is at version ${current.version}, not ${ifVersion}`)
+    key: string,
+    group: readonly Waiting[],
+  ): Promise<(PatchResult | Error)[]> {
+    attempts: for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const cached = written.get(key)
+      const current = cached ?? (await read(deviceId))[side]
+      const at = now().toISOString()
+      const outcomes: (PatchResult | Error)[] = []
+      let next = current
+      for (const w of group) {
+        if (w.ifVersion !== undefined && w.ifVersion !== next.version) {
+          // the copy may be old: decide on the stored version
+          if (cached) {
+            written.delete(key)
+            continue attempts
+          }
+          outcomes.push(new errors.PRECONDITION_FAILED(`${side} is at version ${next.version}, not ${w.ifVersion}`))
+          continue
+        }
+        try {
+          next = applyPatch(next, w.patch, limits, at)
+          outcomes.push({ version: next.version, side: next, patch: w.patch })
+        } catch (err) {
+          outcomes.push(err as Error)
+        }
       }
-      const next = applyPatch(current, patch, limits, now().toISOString())
+      if (next === current) return outcomes // nothing to write
       const r = await store.casSide(deviceId, side, next, current.version)
       if (r === true) {
         remember(key, next)
-        return { version: next.version, side: next, patch }
+        return outcomes
       }
       // a stale copy costs one more try; a lost race with another node, a pause first
       if (!written.delete(key)) await backoff(attempt)
     }
-    throw new errors.CONFLICT(`the ${side} state of ${deviceId} is being changed by others; try again`)
+    const conflict = new errors.CONFLICT(`the ${side} state of ${deviceId} is being changed by others; try again`)
+    return group.map(() => conflict)
   }
 
   return {
@@ -102,7 +158,19 @@ export function createTwinService(deps: TwinServiceDeps) {
     patch(deviceId: string, side: TwinSideName, patch: unknown, ifVersion?: number): Promise<PatchResult> {
       const checked = assertPatch(patch, limits)
       if (side === 'desired') assertDesiredSections(checked)
-      return writes.run(`${deviceId}\u0000${side}`, () => write(deviceId, side, checked, ifVersion))
+      const key = `${deviceId}\u0000${side}`
+      return new Promise<PatchResult>((resolve, reject) => {
+        const w: Waiting = { patch: checked, resolve, reject }
+        if (ifVersion !== undefined) w.ifVersion = ifVersion
+        const queue = waiting.get(key)
+        if (queue) {
+          queue.push(w)
+          return
+        }
+        const fresh = [w]
+        waiting.set(key, fresh)
+        void drain(deviceId, side, key, fresh)
+      })
     },
 
     /** The device has seen (or applied) desired `version`. */

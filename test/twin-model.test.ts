@@ -1,6 +1,8 @@
 // The twin model: merge patches (RFC 7396), limits, metadata, the view, pending differences and the
 // built-in remote configuration sections.
 import t from 'tap'
+import { createMemoryStore } from '../registry/memory/store.js'
+import type { TwinStore } from '../registry/ports.js'
 import {
   applyPatch,
   assertDesiredSections,
@@ -11,6 +13,7 @@ import {
   mergePatch,
   sideView,
 } from '../registry/twin.js'
+import { createTwinService } from '../registry/twins.js'
 import { pendingOf } from '../registry/where/index.js'
 
 t.test('merge patch follows RFC 7396 (its appendix A examples)', async (t) => {
@@ -96,3 +99,55 @@ t.test('the built-in config and system sections', async (t) => {
   for (const [patch, why] of bad)
     t.throws(() => assertDesiredSections(patch), { code: 'FLEETHUB_ERR_INVALID_PATCH', message: why })
 })
+
+t.test(
+  'patches that arrive during a write go together in one compare-and-set, each with its own outcome',
+  async (t) => {
+    const inner = createMemoryStore().twins
+    const writes: number[] = []
+    let release: () => void = () => {}
+    // the first write waits until released, so the patches sent meanwhile queue up behind it
+    let gate: Promise<void> | undefined = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const store: TwinStore = {
+      ...inner,
+      async casSide(deviceId, side, next, expected) {
+        writes.push(next.version - expected)
+        if (gate) {
+          const g = gate
+          gate = undefined
+          await g
+        }
+        return inner.casSide(deviceId, side, next, expected)
+      },
+    }
+    const twins = createTwinService({ store, limits: { ...DEFAULT_TWIN_LIMITS, maxBytes: 200 } })
+    const first = twins.patch('d1', 'reported', { n: 0 })
+    const rest = [
+      twins.patch('d1', 'reported', { n: 1 }),
+      twins.patch('d1', 'reported', { big: 'x'.repeat(300) }), // over the size limit: refused alone
+      twins.patch('d1', 'reported', { n: 2 }, 3), // its ifVersion holds once n: 1 is in (version 3)
+      twins.patch('d1', 'reported', { n: 3 }, 2), // the side is past 2 by then: 412
+      twins.patch('d1', 'reported', { m: 'last' }),
+    ].map((p) =>
+      p.then(
+        (r) => r.version,
+        (err: { statusCode?: number }) => err.statusCode,
+      ),
+    )
+    await new Promise((resolve) => setImmediate(resolve))
+    release()
+    t.equal((await first).version, 2)
+    t.same(await Promise.all(rest), [3, 413, 4, 412, 5], 'versions in order, refusals on their own')
+    t.same(writes, [1, 3], 'two compare-and-sets: the first patch alone, then the three accepted ones')
+    const stored = await twins.get('d1')
+    t.equal(stored.reported.version, 5)
+    t.same(stored.reported.doc, { n: 2, m: 'last' })
+
+    // a group never writes past a lost compare-and-set: the other writer's version is kept
+    await inner.casSide('d1', 'reported', { ...stored.reported, version: 6, doc: { other: true } }, 5)
+    t.equal((await twins.patch('d1', 'reported', { n: 9 })).version, 7, 'a stale copy costs a retry, not an update')
+    t.same((await twins.get('d1')).reported.doc, { other: true, n: 9 })
+  },
+)
