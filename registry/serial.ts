@@ -1,6 +1,6 @@
 // Calls that must not overlap per key (one device's command deliveries, the answers to one command,
-// its OTA reports): each runs after the one before it with the same key has
-// settled, whether that one succeeded or failed. Keys with nothing running take no memory.
+// its OTA reports): each runs after the one before it with the same key has settled, whether that
+// one succeeded or failed. Keys with nothing running take no memory.
 export interface KeyedSerial {
   /** Runs `fn` after the earlier calls with `key`; settles as `fn` does. */
   run<T>(key: string, fn: () => Promise<T>): Promise<T>

@@ -87,13 +87,14 @@ export function createTwinService(deps: TwinServiceDeps) {
     waiting.delete(key)
   }
 
-  function settle(group: Waiting[], outcomes: (PatchResult | Error)[]) {
+  function settle(group: readonly Waiting[], outcomes: readonly (PatchResult | Error)[]) {
     // in order: the answers and events of one side follow its versions
-    group.forEach((w, i) => {
+    for (let i = 0; i < group.length; i++) {
+      const w = group[i] as Waiting
       const o = outcomes[i] as PatchResult | Error
       if (o instanceof Error) w.reject(o)
       else w.resolve(o)
-    })
+    }
   }
 
   /**
