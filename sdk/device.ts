@@ -83,9 +83,13 @@ function followKeys(client: MqttClient, keyring: Keyring, password: () => string
   })
 }
 
-/** Signs a token for `deviceId` valid for `ttlSec` from now. */
+/**
+ * Signs a token for `deviceId` valid for at least `ttlSec` from now. The expiry is a whole second
+ * and the broker accepts a token until that second starts, so it is rounded up: rounded down, a
+ * one-second token signed late in a second would expire before it reached the broker.
+ */
 export function deviceToken(deviceId: string, key: string, ttlSec: number): string {
-  return signToken(deviceId, key, Math.floor(Date.now() / 1000) + ttlSec)
+  return signToken(deviceId, key, Math.ceil(Date.now() / 1000) + ttlSec)
 }
 
 export async function connectDevice(opts: DeviceOptions): Promise<DeviceClient> {

@@ -3,7 +3,17 @@
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { createClusterLink } from '../broker/mqtt/bus/cluster.js'
-import { closedWithin, connackOf, connect, deviceOpts, inbox, serviceOpts, sleep, waitFor } from './helpers/app.js'
+import {
+  closedWithin,
+  connackOf,
+  connect,
+  connectWithInbox,
+  deviceOpts,
+  inbox,
+  serviceOpts,
+  sleep,
+  waitFor,
+} from './helpers/app.js'
 import { api, startNode } from './helpers/process.js'
 import { startRedis } from './helpers/redis.js'
 
@@ -56,8 +66,7 @@ t.test('two nodes sharing Redis', async (t) => {
     await first.subscribeAsync('jobs/c-2', { qos: 1 })
     await first.endAsync()
     await pub.publishAsync('jobs/c-2', 'queued-while-away', { qos: 1 })
-    const back = await connect(urlB, durable)
-    const box2 = inbox(back)
+    const { client: back, box: box2 } = await connectWithInbox(urlB, durable)
     t.equal((await box2.next())?.payload.toString(), 'queued-while-away', 'a persistent session resumes on B')
     await back.endAsync()
     await pub.endAsync()

@@ -55,9 +55,10 @@ export interface Connected {
 }
 
 /** Connects with mqtt.js (MQTT 3.1.1, no reconnects); rejects with the CONNACK error. */
-export function connect(url: string, opts: IClientOptions): Promise<MqttClient> {
+export function connect(url: string, opts: IClientOptions, created?: (c: MqttClient) => void): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const c = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...opts })
+    created?.(c)
     const timer = setTimeout(() => {
       c.end(true)
       reject(new Error('connect timed out'))
@@ -109,6 +110,18 @@ export function closedWithin(c: MqttClient, ms: number): Promise<number> {
 }
 
 /** Collects messages on a client; `next` waits for one matching a predicate. */
+/**
+ * Connects with an inbox listening from the start: what a broker sends right after the CONNACK
+ * (a resumed session's queue) may be handled before `connect` resolves.
+ */
+export async function connectWithInbox(url: string, opts: IClientOptions) {
+  let box: ReturnType<typeof inbox> | undefined
+  const client = await connect(url, opts, (c) => {
+    box = inbox(c)
+  })
+  return { client, box: box as ReturnType<typeof inbox> }
+}
+
 export function inbox(c: MqttClient) {
   const box: { topic: string; payload: Buffer }[] = []
   const waiters: (() => void)[] = []
