@@ -109,7 +109,6 @@ export function closedWithin(c: MqttClient, ms: number): Promise<number> {
   })
 }
 
-/** Collects messages on a client; `next` waits for one matching a predicate. */
 /**
  * Connects with an inbox listening from the start: what a broker sends right after the CONNACK
  * (a resumed session's queue) may be handled before `connect` resolves.
@@ -122,6 +121,7 @@ export async function connectWithInbox(url: string, opts: IClientOptions) {
   return { client, box: box as ReturnType<typeof inbox> }
 }
 
+/** Collects messages on a client; `next` waits for one matching a predicate. */
 export function inbox(c: MqttClient) {
   const box: { topic: string; payload: Buffer }[] = []
   const waiters: (() => void)[] = []
