@@ -3,6 +3,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesPublishPacket, type PublishPacket } from 'aedes'
+import { autoCork } from '../../registry/cork.js'
 import type { Config } from '../config.js'
 import type { Logger } from '../log.js'
 import type { Metrics, RejectReason } from '../metrics.js'
@@ -14,7 +15,7 @@ import { guardParser } from './guard.js'
 import { createHooks, type FleetClient, type FleetPacket, kDropped, kMeta, kSession } from './hooks.js'
 import { installTakeover } from './takeover.js'
 import { type MqttListeners, startMqttListeners } from './transports.js'
-import { autoCork, encodePublish0 } from './wire.js'
+import { encodePublish0 } from './wire.js'
 
 export interface MqttBrokerDeps {
   config: Config

@@ -1,45 +1,14 @@
 // Cheap writes to a client connection. mqtt-packet writes a PUBLISH in five stream writes (header,
 // length, topic length, topic, payload); uncorked, each became a system call. Every connection is
-// corked for the rest of the current tick on its first write, so everything written to it in one
-// tick leaves in one writev. QoS 0 deliveries are encoded here in one buffer, and a message going
-// to many subscribers is encoded once.
-import { type Duplex, Writable } from 'node:stream'
+// corked for the rest of the current tick on its first write (registry/cork.ts), so everything
+// written to it in one tick leaves in one writev. QoS 0 deliveries are encoded here in one buffer,
+// and a message going to many subscribers is encoded once.
 import mqttPacket from 'mqtt-packet'
 
 // mqtt-packet's default is to build, on its first write, 65,536 two-byte buffers for message ids
 // and lengths (about 6.5 MB of heap for the life of the process); corked writes make the per-write
 // allocation it saves negligible.
 ;(mqttPacket.writeToStream as unknown as { cacheNumbers: boolean }).cacheNumbers = false
-
-function uncork(conn: Duplex) {
-  conn.uncork()
-}
-
-// one shared function for every connection: sockets and WebSocket streams all write through
-// Writable.prototype.write
-function corkedWrite(this: Duplex, ...args: Parameters<Duplex['write']>) {
-  if (this.writableCorked === 0) {
-    this.cork()
-    process.nextTick(uncork, this)
-  }
-  return Writable.prototype.write.apply(this, args)
-}
-
-/** Makes `conn` batch the writes of one tick; for streams that lack writev, teaches them one. */
-export function autoCork(conn: Duplex, writev?: (chunks: Buffer[], cb: (err?: Error | null) => void) => void): void {
-  conn.write = corkedWrite as Duplex['write']
-  if (writev) {
-    ;(conn as unknown as { _writev: unknown })._writev = function writevChunks(
-      chunks: { chunk: Buffer | string }[],
-      cb: (err?: Error | null) => void,
-    ) {
-      writev(
-        chunks.map((c) => (typeof c.chunk === 'string' ? Buffer.from(c.chunk) : c.chunk)),
-        cb,
-      )
-    }
-  }
-}
 
 function varIntLength(n: number): number {
   return n < 128 ? 1 : n < 16384 ? 2 : n < 2097152 ? 3 : 4
