@@ -9,6 +9,8 @@ export interface DevicePrincipal {
   readonly parentId?: string
   /** `$iot/{deviceId}/`, precomputed for the publish path. */
   readonly prefix: string
+  /** The registry revision of the device its credentials were checked against. */
+  readonly rev: number
   /** Whether this device has children at all; undefined until first asked (kept correct by events). */
   gateway?: boolean
   /** A gateway's known answers to "is X my child?" (created on first use, bounded, kept correct by events). */

@@ -188,7 +188,11 @@ export interface ProvisioningStore {
 }
 
 export interface RegistryEvents {
-  /** Delivers the event to every subscriber on every node (including this one). */
+  /**
+   * Delivers the event to every subscriber on every node. This node's subscribers have heard it
+   * when the promise resolves (so the node that made a change acts on it before answering); other
+   * nodes' hear it shortly after.
+   */
   publish(event: RegistryEvent): Promise<void>
   subscribe(listener: (event: RegistryEvent) => void): () => void
 }

@@ -88,8 +88,8 @@ export function createRegistryService(deps: RegistryServiceDeps) {
   const { store, node } = deps
   const now = deps.now ?? (() => new Date())
 
-  async function emit(type: DeviceEventType, r: DeviceRecord): Promise<void> {
-    const e = { type, deviceId: r.id, origin: node, at: now().toISOString() }
+  async function emit(type: DeviceEventType, r: DeviceRecord, rev = r.rev): Promise<void> {
+    const e = { type, deviceId: r.id, origin: node, at: now().toISOString(), rev }
     await store.events.publish(r.parentId === undefined ? e : { ...e, parentId: r.parentId })
   }
 
@@ -309,7 +309,7 @@ export function createRegistryService(deps: RegistryServiceDeps) {
       const r = await store.devices.delete(id)
       if (!r) throw new errors.DEVICE_NOT_FOUND(id)
       await store.twins.delete(id)
-      await emit('device.deleted', r)
+      await emit('device.deleted', r, r.rev + 1)
     },
 
     /**

@@ -96,6 +96,11 @@ export interface DeviceEvent {
   /** The node that made the change. */
   origin: string
   at: string
+  /**
+   * The revision the change made (a deletion counts as the record's next one). A session whose
+   * credentials were checked against this revision or a later one already saw the change.
+   */
+  rev?: number
 }
 
 /** A model version was registered: devices whose `modelId` names it may now resolve to it. */

@@ -3,6 +3,10 @@
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { createClusterLink } from '../broker/mqtt/bus/cluster.js'
+import { RECHECK_MS } from '../plugins/auth/cache.js'
+import { generateKeys, verifiersOf } from '../registry/credentials.js'
+import { createRedisStore } from '../registry/redis/store.js'
+import type { DeviceRecord } from '../registry/types.js'
 import {
   closedWithin,
   connackOf,
@@ -117,6 +121,42 @@ t.test('two nodes sharing Redis', async (t) => {
     t.ok(ms <= 1000, `closed after ${ms} ms`)
     t.equal(await connackOf(urlB, deviceOpts('c-1', key)), 4, 'and B refuses the old key')
     t.equal(await connackOf(urlB, deviceOpts('c-1', rotated.json.keys.primary)), 0, 'and takes the new one')
+  })
+
+  await t.test('a revocation arriving late leaves alone a session admitted after it', async (t) => {
+    const store = await createRedisStore({ url: redis.url })
+    t.teardown(() => store.close())
+    const k = (await api(a, TOKEN, 'POST', '/devices/c-1/keys/rotate')).json.keys.primary
+    await sleep(100) // B hears of the rotation
+    const dev = await connect(urlB, deviceOpts('c-1', k))
+    t.teardown(() => dev.endAsync(true))
+    const rev = (await store.devices.get('c-1'))?.rev as number
+    // the event of the rotation that gave this key, as if it reached B only now
+    const late = { type: 'credential.revoked', deviceId: 'c-1', origin: 'node-a', at: new Date().toISOString() }
+    const pub = new Redis(redis.url)
+    t.teardown(() => pub.quit())
+    await pub.publish('fh:events', JSON.stringify({ ...late, rev }))
+    await sleep(300)
+    t.equal(dev.connected, true, 'admitted at the revision the event made: stays')
+    await pub.publish('fh:events', JSON.stringify({ ...late, rev: rev + 1 }))
+    t.ok((await closedWithin(dev, 1000)) <= 1000, 'a later revision closes it')
+  })
+
+  await t.test('a CONNECT refused on a cached answer asks the store again', async (t) => {
+    const store = await createRedisStore({ url: redis.url })
+    t.teardown(() => store.close())
+    const old = (await api(a, TOKEN, 'POST', '/devices/c-1/keys/rotate')).json.keys.primary
+    await sleep(100) // B hears of the rotation
+    t.equal(await connackOf(urlB, deviceOpts('c-1', old)), 0, 'B caches the device')
+    await sleep(RECHECK_MS + 50)
+    // new keys written where B's cache cannot hear of them (no event): as when the event is late
+    const before = (await store.devices.get('c-1')) as DeviceRecord
+    const keys = generateKeys()
+    const after = { ...before, rev: before.rev + 1, verifiers: verifiersOf(keys) }
+    t.ok(await store.devices.compareAndSet(after, before))
+    t.equal(await connackOf(urlB, deviceOpts('c-1', keys.primary)), 0, 'the new key is let in')
+    t.equal(await connackOf(urlB, deviceOpts('c-1', old)), 4, 'the old one is not')
+    t.equal(await connackOf(urlB, deviceOpts('c-1', keys.primary)), 0)
   })
 
   await t.test('disable on B closes the session on A', async (t) => {

@@ -14,6 +14,7 @@ import {
   sleep,
   startTestApp,
 } from './helpers/app.js'
+import { startRedis } from './helpers/redis.js'
 
 t.test('disable, delete and key rotation close the session within a second', async (t) => {
   const app = await startTestApp(t)
@@ -42,6 +43,30 @@ t.test('disable, delete and key rotation close the session within a second', asy
     c.end(true)
   }
   t.match(await app.metrics.registry.getSingleMetricAsString('fleethub_kicks_total'), /device\.disabled/)
+})
+
+t.test('a change is in force on the node that made it once it is answered', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  for (const [store, env] of [
+    ['memory', {}],
+    ['Redis', { FLEETHUB_REDIS_URL: redis.url }],
+  ] as const) {
+    const app = await startTestApp(t, env)
+    const url = mqttUrl(app)
+    let key = (await createDevice(app, 'rekeyed')).primary
+    for (let i = 0; i < 20; i++) {
+      const before = await connect(url, deviceOpts('rekeyed', key)) // its credentials are cached now
+      key = (await app.registry.rotateKeys('rekeyed')).primary
+      // no wait: the node evicted its cache and closed the session before the rotation was answered
+      const after = await connect(url, deviceOpts('rekeyed', key))
+      await closedWithin(before, 1000)
+      await after.subscribeAsync('$iot/rekeyed/cmd/req')
+      await sleep(20)
+      t.equal(after.connected, true, `${store} ${i}: the new key's session is not closed by the rotation`)
+      await after.endAsync()
+    }
+  }
 })
 
 t.test('a tag change or re-enable does not close the session', async (t) => {

@@ -15,6 +15,7 @@ import {
   serviceOpts,
   sleep,
   startTestApp,
+  waitFor,
 } from './helpers/app.js'
 import { startRedis } from './helpers/redis.js'
 
@@ -211,7 +212,8 @@ async function twinSuite(t: Test, env: Record<string, string>) {
     const keys = await app.registry.rotateKeys('q-07')
     const online = await connect(mqttUrl(app), deviceOpts('q-07', keys.primary))
     t.teardown(() => online.endAsync(true))
-    for (let i = 0; i < 100 && !(await app.registry.getDevice('q-07'))?.presence.connected; i++) await sleep(20)
+    // the presence write follows the CONNACK
+    await waitFor('q-07 shown as connected', async () => (await app.registry.getDevice('q-07'))?.presence.connected)
     const all = async (where: string, limit = 7) => {
       const ids: string[] = []
       let cursor: string | undefined

@@ -1,11 +1,15 @@
 // A bounded credential cache for CONNECT, so a reconnect storm does not hammer the store. Entries
 // are dropped by registry events (on every node), negative answers live a few seconds only, and a
-// store read that overlaps an event for the same device is not cached.
+// store read that overlaps an event for the same device is not cached. A CONNECT refused on a
+// cached answer asks again (`recheck`): the change that would let it in may have been made on
+// another node a moment ago, its event still on the way.
 import { decodeVerifiers, type VerifierBytes } from '../../registry/credentials.js'
 import type { DeviceRecord, DeviceStatus } from '../../registry/types.js'
 
 export interface CachedDevice {
   status: DeviceStatus
+  /** The record's revision. */
+  rev: number
   verifiers: VerifierBytes
   parentId?: string
 }
@@ -14,7 +18,12 @@ interface Entry {
   device: CachedDevice | undefined
   /** Negative entries expire (ms since epoch); positive ones live until evicted. */
   expiresAt: number
+  /** When it was read from the store (ms since epoch). */
+  loadedAt: number
 }
+
+/** A cached answer is read again on a refusal at most this often (ms), so wrong keys cannot flood the store. */
+export const RECHECK_MS = 1000
 
 export interface CredentialCacheOptions {
   max: number
@@ -24,7 +33,7 @@ export interface CredentialCacheOptions {
 }
 
 export function toCached(r: DeviceRecord): CachedDevice {
-  const c: CachedDevice = { status: r.status, verifiers: decodeVerifiers(r.verifiers) }
+  const c: CachedDevice = { status: r.status, rev: r.rev, verifiers: decodeVerifiers(r.verifiers) }
   if (r.parentId !== undefined) c.parentId = r.parentId
   return c
 }
@@ -67,7 +76,8 @@ export class CredentialCache {
       const device = r && toCached(r)
       const slot = this.loading.get(id)
       if (this.opts.max > 0 && slot && !slot.stale) {
-        this.entries.set(id, { device, expiresAt: device ? 0 : Date.now() + this.opts.negativeTtlMs })
+        const now = Date.now()
+        this.entries.set(id, { device, expiresAt: device ? 0 : now + this.opts.negativeTtlMs, loadedAt: now })
         if (this.entries.size > this.opts.max) {
           const oldest = this.entries.keys().next().value as string
           this.entries.delete(oldest)
@@ -77,6 +87,17 @@ export class CredentialCache {
     } finally {
       this.loading.delete(id)
     }
+  }
+
+  /**
+   * Reads a device again after a CONNECT was refused on its cached answer, unless that answer was
+   * read less than RECHECK_MS ago; undefined when nothing was read again.
+   */
+  async recheck(id: string): Promise<{ device: CachedDevice | undefined } | undefined> {
+    const entry = this.entries.get(id)
+    if (!entry || Date.now() - entry.loadedAt < RECHECK_MS) return undefined
+    this.evict(id)
+    return { device: await this.get(id) }
   }
 
   /** Forgets a device (its registry entry changed somewhere in the cluster). */

@@ -13,7 +13,7 @@ import { isDeviceId, SERVICE_PREFIX, serviceNameOf } from '../../registry/ids.js
 import { PROVISION_PREFIX } from '../../registry/provisioning.js'
 import { devicePrefix } from '../../registry/topics.js'
 import { isDeviceEvent } from '../../registry/types.js'
-import { CredentialCache } from './cache.js'
+import { type CachedDevice, CredentialCache } from './cache.js'
 
 export interface AuthPluginOptions {
   /** The admin API token; services presenting it get the admin role. */
@@ -54,13 +54,8 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
         return p
       }
 
-      async function authenticateDevice(ctx: ConnectContext, id: string): Promise<Principal | Error> {
-        if (ctx.clientId !== id) {
-          return refuse(new errors.IDENTIFIER_REJECTED('the client id must be the device id'), 'identifier_rejected')
-        }
-        const device = await cache.get(id)
+      function admit(id: string, password: string, device: CachedDevice | undefined): Principal | Error {
         if (!device) return refuse(new errors.BAD_CREDENTIALS(), 'unknown_device')
-        const password = ctx.password?.toString('utf8') ?? ''
         const check = checkPassword(id, password, device.verifiers, Math.floor(Date.now() / 1000))
         if (check === 'expired') return refuse(new errors.BAD_CREDENTIALS(), 'expired_token')
         if (check !== 'ok') return refuse(new errors.BAD_CREDENTIALS(), 'bad_credentials')
@@ -69,9 +64,21 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
           kind: 'device',
           deviceId: id,
           prefix: devicePrefix(id),
+          rev: device.rev,
           ...(device.parentId !== undefined ? { parentId: device.parentId } : {}),
         }
         return p
+      }
+
+      async function authenticateDevice(ctx: ConnectContext, id: string): Promise<Principal | Error> {
+        if (ctx.clientId !== id) {
+          return refuse(new errors.IDENTIFIER_REJECTED('the client id must be the device id'), 'identifier_rejected')
+        }
+        const password = ctx.password?.toString('utf8') ?? ''
+        const verdict = admit(id, password, await cache.get(id))
+        if (!(verdict instanceof Error)) return verdict
+        const again = await cache.recheck(id)
+        return again ? admit(id, password, again.device) : verdict
       }
 
       host.addHook('authenticate', async function authenticateClient(ctx) {

@@ -1,10 +1,12 @@
 // Live enforcement: disabling, deleting or rotating the keys of a device closes its live session on
 // whichever node holds it. Registry events reach every node; each closes its own session. A CONNECT
 // whose credential check began before such an event arrived is closed as soon as it is ready, so
-// the race between a look-up and a revocation never leaves a revoked session open.
+// the race between a look-up and a revocation never leaves a revoked session open. Events carry the
+// revision they made and sessions the revision they were admitted at: a session admitted with the
+// new keys, before a revocation's event reached its node, is left alone.
 // Gateways learn of children created or deleted while they are connected.
 import type { Plugin } from '../../broker/plugin-host.js'
-import type { Session } from '../../broker/session.js'
+import type { DevicePrincipal, Session } from '../../broker/session.js'
 import { isDeviceEvent, type RegistryEvent } from '../../registry/types.js'
 
 /** How long a revocation is remembered for sessions still being set up (ms, monotonic clock). */
@@ -17,25 +19,33 @@ export function enforcementPlugin(): Plugin {
     name: 'enforcement',
     dependencies: ['auth'],
     register({ host, registry, broker, metrics }) {
-      const revokedAt = new Map<string, number>()
+      /** Recent revocations: when they arrived (monotonic clock) and the revision they made. */
+      const revoked = new Map<string, { at: number; rev: number | undefined }>()
 
-      function remember(deviceId: string) {
+      function remember(deviceId: string, rev: number | undefined) {
         const now = performance.now()
-        revokedAt.delete(deviceId)
-        revokedAt.set(deviceId, now)
+        revoked.delete(deviceId)
+        revoked.set(deviceId, { at: now, rev })
         // entries are in time order: drop the old ones from the front
-        for (const [id, t] of revokedAt) {
-          if (now - t < RECENT_MS) break
-          revokedAt.delete(id)
+        for (const [id, r] of revoked) {
+          if (now - r.at < RECENT_MS) break
+          revoked.delete(id)
         }
       }
+
+      /** Whether a session was admitted before the change that made `rev` (unknown: assume so). */
+      const admittedBefore = (p: DevicePrincipal, rev: number | undefined) => rev === undefined || p.rev < rev
 
       function onEvent(e: RegistryEvent) {
         if (!isDeviceEvent(e)) return
         if (REVOKING.has(e.type)) {
-          remember(e.deviceId)
+          remember(e.deviceId, e.rev)
           const s = broker.localSession(e.deviceId)
-          if (s?.principal.kind === 'device' && broker.disconnectLocal(e.deviceId, e.type)) {
+          if (
+            s?.principal.kind === 'device' &&
+            admittedBefore(s.principal, e.rev) &&
+            broker.disconnectLocal(e.deviceId, e.type)
+          ) {
             metrics.kicks.inc({ event: e.type })
           }
         }
@@ -53,8 +63,8 @@ export function enforcementPlugin(): Plugin {
 
       host.addHook('sessionReady', function closeIfRevokedMeanwhile(s: Session) {
         if (s.principal.kind !== 'device') return
-        const t = revokedAt.get(s.principal.deviceId)
-        if (t !== undefined && t > s.startedAt) {
+        const r = revoked.get(s.principal.deviceId)
+        if (r !== undefined && r.at > s.startedAt && admittedBefore(s.principal, r.rev)) {
           if (broker.disconnectLocal(s.clientId, 'revoked while connecting')) metrics.kicks.inc({ event: 'race' })
         }
       })

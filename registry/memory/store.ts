@@ -1,5 +1,7 @@
 // The in-memory adapter: the reference semantics of every store port, and the embedded mode's store.
 // Values are copied in and out, so callers can never change stored state by accident.
+
+import { createEventListeners } from '../events.js'
 import type {
   DeviceStore,
   PresenceStore,
@@ -11,7 +13,7 @@ import type {
 } from '../ports.js'
 import { MAX_SCAN, matchesQuery } from '../query.js'
 import { emptyTwin, type TwinRecord } from '../twin.js'
-import type { DevicePage, DeviceQuery, DeviceRecord, Presence, RegistryEvent } from '../types.js'
+import type { DevicePage, DeviceQuery, DeviceRecord, Presence } from '../types.js'
 import { createMemoryCommandStore } from './commands.js'
 import { createModelStore, type DeviceModelState } from './models.js'
 import { createOtaStore } from './ota.js'
@@ -170,24 +172,12 @@ function createTwinStore(): TwinStore {
 }
 
 function createEvents(onError: (err: Error) => void): RegistryEvents {
-  const listeners = new Set<(e: RegistryEvent) => void>()
+  const listeners = createEventListeners(onError)
   return {
     async publish(event) {
-      // delivered asynchronously, like a message through Redis
-      queueMicrotask(function deliverRegistryEvent() {
-        for (const l of listeners) {
-          try {
-            l(copy(event))
-          } catch (err) {
-            onError(err as Error)
-          }
-        }
-      })
+      listeners.deliver(event)
     },
-    subscribe(listener) {
-      listeners.add(listener)
-      return () => listeners.delete(listener)
-    },
+    subscribe: listeners.add,
   }
 }
 

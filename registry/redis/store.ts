@@ -3,10 +3,12 @@
 // KEYS or SCAN. Index entries are added before a record write and removed after it, so a crash in
 // between leaves only extra entries, and every list re-checks the records it reads: an index is a
 // candidate set, the record is the truth.
+import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { CommandRecord } from '../commands.js'
 import { autoCorkRedis } from '../cork.js'
 import { errors } from '../errors.js'
+import { createEventListeners } from '../events.js'
 import type { CommandStore, DeviceStore, PresenceStore, RegistryEvents, RegistryStore, TwinStore } from '../ports.js'
 import { MAX_SCAN, matchesQuery } from '../query.js'
 import { emptySide, type TwinRecord, type TwinSide } from '../twin.js'
@@ -316,33 +318,32 @@ function createCommandStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): Comm
   }
 }
 
+/**
+ * Registry events on `{prefix}:events`. Each message carries `src`, the publishing store's random
+ * id: its own listeners heard the event before `publish` resolved (registry/events.ts), so the
+ * echo is dropped. Messages without `src` (a node of an earlier build) are delivered.
+ */
 function createEvents(redis: Redis, sub: Redis, keys: RedisKeys, onError: (err: Error) => void): RegistryEvents {
-  const listeners = new Set<(e: RegistryEvent) => void>()
+  const listeners = createEventListeners(onError)
+  const self = randomUUID()
   sub.on('message', function onRegistryMessage(channel: string, message: string) {
     if (channel !== keys.events) return
-    let event: RegistryEvent
+    let parsed: RegistryEvent & { src?: string }
     try {
-      event = JSON.parse(message) as RegistryEvent
+      parsed = JSON.parse(message) as RegistryEvent & { src?: string }
     } catch (err) {
       onError(err as Error)
       return
     }
-    for (const l of listeners) {
-      try {
-        l(event)
-      } catch (err) {
-        onError(err as Error)
-      }
-    }
+    const { src, ...event } = parsed
+    if (src !== self) listeners.deliver(event as RegistryEvent)
   })
   return {
     async publish(event) {
-      await redis.publish(keys.events, JSON.stringify(event))
+      listeners.deliver(event)
+      await redis.publish(keys.events, JSON.stringify({ ...event, src: self }))
     },
-    subscribe(listener) {
-      listeners.add(listener)
-      return () => listeners.delete(listener)
-    },
+    subscribe: listeners.add,
   }
 }
 

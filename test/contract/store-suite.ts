@@ -256,9 +256,9 @@ export function storeContract(t: Test, f: StoreFactory): void {
     const b: DeviceEvent[] = []
     const offA = s.events.subscribe((e) => a.push(e))
     s.events.subscribe((e) => b.push(e as DeviceEvent))
-    const e: RegistryEvent = { type: 'device.disabled', deviceId: 'x', origin: 'n1', at: 'T' }
+    const e: RegistryEvent = { type: 'device.disabled', deviceId: 'x', origin: 'n1', at: 'T', rev: 3 }
     await s.events.publish(e)
-    t.ok(await waitFor(() => a.length === 1 && b.length === 1))
+    t.ok(a.length === 1 && b.length === 1, "this node's listeners have heard it when publish resolves")
     t.same(a[0], e)
     offA()
     await s.events.publish({ ...e, type: 'device.deleted', parentId: 'gw' })
@@ -310,8 +310,19 @@ export function storeContract(t: Test, f: StoreFactory): void {
       await s.devices.create(record('shared', { tags: { t: '1' } }))
       t.equal((await other.devices.get('shared'))?.id, 'shared')
       t.same(await all(other, { tags: { t: '1' }, limit: 10 }), ['shared'])
-      await s.events.publish({ type: 'credential.revoked', deviceId: 'shared', origin: 'a', at: 'T' })
+      const mine: RegistryEvent[] = []
+      s.events.subscribe((e) => mine.push(e))
+      const e: RegistryEvent = { type: 'credential.revoked', deviceId: 'shared', origin: 'a', at: 'T', rev: 2 }
+      await s.events.publish(e)
       t.ok(await waitFor(() => heard.length === 1), 'the event crossed nodes')
+      t.same(heard[0], e, 'as it was published')
+      await other.events.publish({ ...e, deviceId: 'back' })
+      t.ok(await waitFor(() => mine.length === 2), 'and back')
+      t.same(
+        mine.map((x) => (x as DeviceEvent).deviceId),
+        ['shared', 'back'],
+        'the publisher heard its own event once, when it published it',
+      )
       await s.presence.heartbeat('node-a', 10_000)
       t.ok((await other.presence.liveNodes()).has('node-a'))
     })

@@ -1,0 +1,30 @@
+// The listeners of one store's registry events. Both stores deliver an event to this node's
+// listeners before `publish` resolves, so the node that made a change has evicted its caches and
+// closed the sessions it revokes by the time the change is answered; a CONNECT that follows it
+// there sees the new state. Other nodes hear it through the store (Redis pub/sub) a little later.
+import type { RegistryEvent } from './types.js'
+
+export interface EventListeners {
+  add(listener: (event: RegistryEvent) => void): () => void
+  /** Calls every listener with its own copy; a throwing listener does not stop the others. */
+  deliver(event: RegistryEvent): void
+}
+
+export function createEventListeners(onError: (err: Error) => void): EventListeners {
+  const listeners = new Set<(e: RegistryEvent) => void>()
+  return {
+    add(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+    deliver(event) {
+      for (const l of listeners) {
+        try {
+          l(structuredClone(event))
+        } catch (err) {
+          onError(err as Error)
+        }
+      }
+    },
+  }
+}
