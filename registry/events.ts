@@ -8,23 +8,35 @@ export interface EventListeners {
   add(listener: (event: RegistryEvent) => void): () => void
   /** Calls every listener with its own copy; a throwing listener does not stop the others. */
   deliver(event: RegistryEvent): void
+  addGap(listener: () => void): () => void
+  /** Tells the gap listeners that events may have been lost. */
+  gap(): void
 }
 
 export function createEventListeners(onError: (err: Error) => void): EventListeners {
   const listeners = new Set<(e: RegistryEvent) => void>()
+  const gapListeners = new Set<() => void>()
+  const call = <A extends unknown[]>(l: (...args: A) => void, ...args: A) => {
+    try {
+      l(...args)
+    } catch (err) {
+      onError(err as Error)
+    }
+  }
   return {
     add(listener) {
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
     deliver(event) {
-      for (const l of listeners) {
-        try {
-          l(structuredClone(event))
-        } catch (err) {
-          onError(err as Error)
-        }
-      }
+      for (const l of listeners) call(l, structuredClone(event))
+    },
+    addGap(listener) {
+      gapListeners.add(listener)
+      return () => gapListeners.delete(listener)
+    },
+    gap() {
+      for (const l of gapListeners) call(l)
     },
   }
 }

@@ -103,6 +103,11 @@ export function createModelRegistry(deps: ModelRegistryDeps) {
     if (isDeviceEvent(e)) forgetDevice(e.deviceId)
     else forgetNamers(e.modelId)
   })
+  // events may have been lost: every device's resolution is read again (models never change)
+  const unsubscribeGap = events.onGap(function forgetAllDevices() {
+    devices.deleteWhere(() => true)
+    for (const slot of loading.values()) slot.stale = true
+  })
 
   async function get(id: string, version?: number): Promise<Model | undefined> {
     const hit = version === undefined ? undefined : byRef.get(modelRef(id, version))
@@ -262,6 +267,7 @@ export function createModelRegistry(deps: ModelRegistryDeps) {
 
     close(): void {
       unsubscribe()
+      unsubscribeGap()
     },
   }
 }

@@ -195,6 +195,11 @@ export interface RegistryEvents {
    */
   publish(event: RegistryEvent): Promise<void>
   subscribe(listener: (event: RegistryEvent) => void): () => void
+  /**
+   * Called when events may have been lost: the store's subscription broke and is back. Whatever a
+   * listener keeps up to date from events must be read again. Never called in memory.
+   */
+  onGap(listener: () => void): () => void
 }
 
 /** Everything the registry keeps, behind one adapter. */

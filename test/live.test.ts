@@ -1,7 +1,11 @@
 // Live enforcement and presence on one node: registry changes close sessions within a second, and
 // presence events tell services who is connected, in order.
+import { Redis } from 'ioredis'
 import t from 'tap'
 import type { Plugin } from '../broker/plugin-host.js'
+import { generateKeys, verifiersOf } from '../registry/credentials.js'
+import { createRedisStore, EVENTS_CONNECTION } from '../registry/redis/store.js'
+import type { DeviceRecord } from '../registry/types.js'
 import {
   closedWithin,
   connackOf,
@@ -67,6 +71,52 @@ t.test('a change is in force on the node that made it once it is answered', asyn
       await after.endAsync()
     }
   }
+})
+
+t.test('after its Redis subscription broke, a node reads again what it may have missed', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const app = await startTestApp(t, { FLEETHUB_REDIS_URL: redis.url })
+  const url = mqttUrl(app)
+  const keys = await Promise.all(['gap-1', 'gap-2', 'gap-3'].map((id) => createDevice(app, id)))
+  const changed = await connect(url, deviceOpts('gap-1', keys[0].primary))
+  const unchanged = await connect(url, deviceOpts('gap-2', keys[1].primary))
+  t.teardown(() => unchanged.endAsync(true))
+  t.equal(await connackOf(url, deviceOpts('gap-3', keys[2].primary)), 0, 'gap-3 is in the credential cache')
+  // changes whose events this node never hears: written to Redis directly
+  const store = await createRedisStore({ url: redis.url })
+  t.teardown(() => store.close())
+  const write = async (id: string, change: Partial<DeviceRecord>) => {
+    const before = (await store.devices.get(id)) as DeviceRecord
+    t.ok(await store.devices.compareAndSet({ ...before, ...change, rev: before.rev + 1 }, before))
+  }
+  await write('gap-1', { status: 'disabled' })
+  const rekeyed = generateKeys()
+  await write('gap-3', { verifiers: verifiersOf(rekeyed) })
+  await sleep(100)
+  t.equal(changed.connected, true, 'no event, no kick')
+  t.equal(await connackOf(url, deviceOpts('gap-3', keys[2].primary)), 0, 'no event, the cache still has the old key')
+
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.quit())
+  const list = (await admin.client('LIST')) as string
+  const ids = [...list.matchAll(new RegExp(`id=(\\d+) .*name=${EVENTS_CONNECTION} `, 'g'))].map((m) => m[1] as string)
+  t.ok(ids.length >= 1, 'the events connection is named')
+  for (const id of ids) await admin.client('KILL', 'ID', id)
+
+  t.ok(
+    (await closedWithin(changed, 5000)) <= 5000,
+    'once subscribed again, the session of the device changed meanwhile is closed',
+  )
+  t.equal(unchanged.connected, true, 'an unchanged one stays')
+  t.equal(
+    await connackOf(url, deviceOpts('gap-3', keys[2].primary)),
+    4,
+    'the cache was dropped: the old key is refused',
+  )
+  t.equal(await connackOf(url, deviceOpts('gap-3', rekeyed.primary)), 0, 'and the new one let in')
+  t.equal(await connackOf(url, deviceOpts('gap-1', keys[0].primary)), 5)
+  t.match(await app.metrics.registry.getSingleMetricAsString('fleethub_kicks_total'), /event="gap"/)
 })
 
 t.test('a tag change or re-enable does not close the session', async (t) => {

@@ -42,6 +42,7 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
         if (isDeviceEvent(e)) cache.evict(e.deviceId)
       })
       host.onClose(unsubscribe)
+      host.onClose(registry.store.events.onGap(() => cache.clear()))
 
       async function authenticateService(ctx: ConnectContext, name: string): Promise<Principal | Error> {
         const password = ctx.password?.toString('utf8') ?? ''

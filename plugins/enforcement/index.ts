@@ -14,11 +14,14 @@ const RECENT_MS = 10_000
 
 const REVOKING = new Set(['device.disabled', 'device.deleted', 'credential.revoked'])
 
+/** Device records read per round trip when sessions are checked after lost events. */
+const GAP_BATCH = 500
+
 export function enforcementPlugin(): Plugin {
   return {
     name: 'enforcement',
     dependencies: ['auth'],
-    register({ host, registry, broker, metrics }) {
+    register({ host, registry, broker, metrics, log }) {
       /** Recent revocations: when they arrived (monotonic clock) and the revision they made. */
       const revoked = new Map<string, { at: number; rev: number | undefined }>()
 
@@ -60,6 +63,38 @@ export function enforcementPlugin(): Plugin {
         }
       }
       host.onClose(registry.store.events.subscribe(onEvent))
+
+      /**
+       * Events may have been lost (Redis's subscription broke): each device session whose registry
+       * entry changed since it was admitted, or is gone, is closed to be checked afresh when it
+       * reconnects, and gateways forget what they knew of their children.
+       */
+      async function recheckSessions(): Promise<void> {
+        const sessions = [...broker.localSessions()].filter((s) => s.principal.kind === 'device')
+        for (let i = 0; i < sessions.length; i += GAP_BATCH) {
+          const batch = sessions.slice(i, i + GAP_BATCH)
+          const records = await registry.store.devices.getMany(batch.map((s) => s.clientId))
+          batch.forEach((s, j) => {
+            const p = s.principal as DevicePrincipal
+            p.gateway = undefined
+            p.children = undefined
+            const r = records[j]
+            if (r !== undefined && r.rev <= p.rev) return
+            // a session that replaced it meanwhile was admitted after the read
+            if (broker.localSession(s.clientId) !== s) return
+            if (broker.disconnectLocal(s.clientId, 'registry changed while its events were lost')) {
+              metrics.kicks.inc({ event: 'gap' })
+            }
+          })
+        }
+      }
+      host.onClose(
+        registry.store.events.onGap(() => {
+          recheckSessions().catch((err: unknown) =>
+            log.error({ err }, 'sessions not checked after lost registry events'),
+          )
+        }),
+      )
 
       host.addHook('sessionReady', function closeIfRevokedMeanwhile(s: Session) {
         if (s.principal.kind !== 'device') return

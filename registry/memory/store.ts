@@ -178,6 +178,7 @@ function createEvents(onError: (err: Error) => void): RegistryEvents {
       listeners.deliver(event)
     },
     subscribe: listeners.add,
+    onGap: listeners.addGap,
   }
 }
 

@@ -338,14 +338,23 @@ function createEvents(redis: Redis, sub: Redis, keys: RedisKeys, onError: (err: 
     const { src, ...event } = parsed
     if (src !== self) listeners.deliver(event as RegistryEvent)
   })
+  // 'ready' again is a reconnect: ioredis subscribes again by itself, but events published while
+  // the connection was down are lost. Once subscribed, the listeners are told to read again.
+  sub.on('ready', function resubscribed() {
+    sub.subscribe(keys.events).then(listeners.gap, onError)
+  })
   return {
     async publish(event) {
       listeners.deliver(event)
       await redis.publish(keys.events, JSON.stringify({ ...event, src: self }))
     },
     subscribe: listeners.add,
+    onGap: listeners.addGap,
   }
 }
+
+/** The name (CLIENT SETNAME) of the connection registry events arrive on. */
+export const EVENTS_CONNECTION = 'fleethub-registry-events'
 
 /** Connects to Redis (failing after connectTimeoutMs) and returns the store. */
 export async function createRedisStore(opts: RedisStoreOptions): Promise<RegistryStore> {
@@ -359,7 +368,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Registr
   // call, with no object per batch and no deferred reply (twin-reported saturated 8,999 and 9,387
   // against 8,522 and 8,599; provision-storm 1.57-1.68 against 1.71 ms per registration).
   const redis = autoCorkRedis(new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2 }))
-  const sub = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2 })
+  const sub = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2, connectionName: EVENTS_CONNECTION })
   let firstError: Error | undefined
   const startupError = (err: Error) => {
     firstError ??= err
