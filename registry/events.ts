@@ -6,7 +6,7 @@ import type { RegistryEvent } from './types.js'
 
 export interface EventListeners {
   add(listener: (event: RegistryEvent) => void): () => void
-  /** Calls every listener with its own copy; a throwing listener does not stop the others. */
+  /** Calls every listener with one copy of the event; a throwing listener does not stop the others. */
   deliver(event: RegistryEvent): void
   addGap(listener: () => void): () => void
   /** Tells the gap listeners that events may have been lost. */
@@ -29,7 +29,10 @@ export function createEventListeners(onError: (err: Error) => void): EventListen
       return () => listeners.delete(listener)
     },
     deliver(event) {
-      for (const l of listeners) call(l, structuredClone(event))
+      if (listeners.size === 0) return
+      // events are flat: a frozen shallow copy keeps the publisher's object out of listeners' hands
+      const copy = Object.freeze({ ...event })
+      for (const l of listeners) call(l, copy)
     },
     addGap(listener) {
       gapListeners.add(listener)

@@ -1,5 +1,9 @@
 // Session edge cases of Aedes that FleetHub guards against.
+import { PassThrough, pipeline, Readable } from 'node:stream'
+import { pipeline as pipelinePromise } from 'node:stream/promises'
+import { promisify } from 'node:util'
 import t from 'tap'
+import { tuneSessions } from '../broker/mqtt/persistence.js'
 import type { Plugin } from '../broker/plugin-host.js'
 import { connect, createDevice, deviceOpts, mqttUrl, startTestApp } from './helpers/app.js'
 import { connectPacket, rawConnect } from './helpers/raw.js'
@@ -46,3 +50,36 @@ t.test(
     raw.end()
   },
 )
+
+t.test("a clean session's empty queue skips the stream pipeline; everything else goes through it", async (t) => {
+  const persistence = tuneSessions({
+    outgoingStream: () => Readable.from(['stored']),
+    outgoingClearMessageId: async () => undefined,
+    incomingStorePacket: async () => undefined,
+  })
+  const empty = persistence.outgoingStream({ id: 'c', clean: true })
+  const sink = new PassThrough({ objectMode: true })
+  let called = 0
+  const returned = pipeline(empty, sink, (err) => {
+    t.equal(err, undefined)
+    called++
+  })
+  t.equal(returned, sink, 'returns the last stream, as pipeline does')
+  t.equal(called, 0, 'calls back asynchronously')
+  await new Promise((r) => process.nextTick(r))
+  t.equal(called, 1)
+  t.equal(sink.writableEnded, false, 'and touches nothing')
+
+  const got: unknown[] = []
+  const kept = new PassThrough({ objectMode: true })
+  kept.on('data', (d) => got.push(d))
+  await new Promise<void>((resolve, reject) =>
+    pipeline(persistence.outgoingStream({ id: 'p', clean: false }), kept, (err) => (err ? reject(err) : resolve())),
+  )
+  t.same(got, ['stored'], "a persistent session's queue is drained as before")
+  await promisify(pipeline)(Readable.from(['a']), new PassThrough())
+  await pipelinePromise(Readable.from(['b']), new PassThrough())
+  t.pass('promisified pipelines still work')
+  t.equal(pipeline.name, 'pipeline')
+  // persistent sessions' queues end to end: cluster.test.ts (Redis), sdk-commands.test.ts (memory)
+})

@@ -11,7 +11,9 @@
 //   published later even when the device had reconnected elsewhere; and that delete scanned the
 //   list of all wills. Each will's node is now recorded by client id, so a CONNECT deletes the
 //   device's will wherever it was stored, with one GET when there is none.
-import { Readable } from 'node:stream'
+// - the empty outgoing queue of a clean session is not drained through a stream pipeline (below).
+import { syncBuiltinESMExports } from 'node:module'
+import stream, { Readable } from 'node:stream'
 import type { Redis } from 'ioredis'
 
 const kStoredIncoming = Symbol('fleethub.storedIncoming')
@@ -31,10 +33,44 @@ function bind<T>(p: Persistence, name: string): T {
   return p[name].bind(p) as T
 }
 
+const kSkips = Symbol('fleethub.skipsEmptyQueue')
+
+/** A clean session's outgoing queue: nothing, and the same object every time. */
+const NOTHING_QUEUED: Readable = Readable.from([])
+
+/**
+ * At every CONNECT Aedes drains the session's stored outgoing queue through
+ * `pipeline(persistence.outgoingStream(client), transform, done)` (aedes/lib/handlers/connect.js,
+ * `emptyQueue`), a step FleetHub cannot reach. For a clean session the queue is NOTHING_QUEUED,
+ * and building that pipeline and tearing it down (an AbortController and its DOMException,
+ * end-of-stream listeners on both streams) cost about 8 % of a provisioning registration's CPU,
+ * a whole connection's life (CPU profile of provision-storm on Redis). So `stream.pipeline` is
+ * wrapped: given NOTHING_QUEUED it calls back at once, as the pipeline would have with no error;
+ * any other call goes to Node's own function unchanged. Aedes imports it as an ES module binding,
+ * hence syncBuiltinESMExports.
+ */
+function skipEmptyQueuePipelines(): void {
+  const original = stream.pipeline
+  if ((original as { [kSkips]?: true })[kSkips]) return
+  const pipeline = function pipelineUnlessNothingQueued(this: unknown, ...args: unknown[]) {
+    if (args[0] === NOTHING_QUEUED) {
+      const done = args[args.length - 1]
+      if (typeof done === 'function') process.nextTick(done as () => void)
+      return args[args.length - 2]
+    }
+    return (original as (...a: unknown[]) => unknown).apply(this, args)
+  }
+  // keeps what util.promisify and others read off the function
+  Object.defineProperties(pipeline, Object.getOwnPropertyDescriptors(original))
+  Object.defineProperty(pipeline, kSkips, { value: true })
+  stream.pipeline = pipeline as unknown as typeof stream.pipeline
+  syncBuiltinESMExports()
+}
 export function tuneSessions(p: Persistence): Persistence {
+  skipEmptyQueuePipelines()
   const outgoingStream = bind<(c: PersistenceClient) => Readable>(p, 'outgoingStream')
   p.outgoingStream = function outgoingOfPersistentSessions(client: PersistenceClient) {
-    return client.clean ? Readable.from([]) : outgoingStream(client)
+    return client.clean ? NOTHING_QUEUED : outgoingStream(client)
   }
   const outgoingClearMessageId = bind<(c: PersistenceClient, packet: unknown) => Promise<unknown>>(
     p,
