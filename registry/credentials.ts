@@ -5,6 +5,7 @@
 import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto'
 
 export const KEY_BYTES = 32
+const VERIFIER_BYTES = 32
 const VERIFIER_CONTEXT = 'fleethub-token-v1'
 const TOKEN_PREFIX = 'v1.'
 
@@ -21,6 +22,14 @@ export interface KeyVerifiers {
 
 export function generateKey(): string {
   return randomBytes(KEY_BYTES).toString('base64url')
+}
+
+/**
+ * A verifier no key is known to match: 32 random bytes, as a stored verifier looks. What a device
+ * registered by provisioning gets as its secondary (one HMAC and a key fewer than deriving it).
+ */
+export function unknownVerifier(): string {
+  return randomBytes(VERIFIER_BYTES).toString('base64url')
 }
 
 export function generateKeys(): DeviceKeys {
@@ -67,8 +76,6 @@ export type PasswordCheck = 'ok' | 'bad' | 'expired'
  * bytes then the secondary's, in one buffer (one object per cached device, not two).
  */
 export type VerifierBytes = Buffer
-
-const VERIFIER_BYTES = 32
 
 export function decodeVerifiers(v: KeyVerifiers): VerifierBytes {
   const out = Buffer.allocUnsafe(2 * VERIFIER_BYTES)

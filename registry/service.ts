@@ -3,9 +3,9 @@
 
 import {
   type DeviceKeys,
-  generateKey,
   generateKeys,
   type KeyVerifiers,
+  unknownVerifier,
   verifierOf,
   verifiersOf,
 } from './credentials.js'
@@ -211,7 +211,7 @@ export function createRegistryService(deps: RegistryServiceDeps) {
     }): Promise<{ created: boolean; device: Device }> {
       const id = assertDeviceId(input.id)
       const tags = assertTags(input.tags)
-      const verifiers = { primary: input.verifier, secondary: verifierOf(generateKey()) as string }
+      const verifiers = { primary: input.verifier, secondary: unknownVerifier() }
       const record = newRecord(id, tags, verifiers, input.modelId)
       if (await store.devices.create(record)) {
         await emit('device.created', record)
