@@ -169,7 +169,7 @@ async function suite(t: Test, env: Record<string, string>) {
     t.equal((await call('DELETE', `/devices/c-3/commands/${ids[1]}`)).json().state, 'cancelled')
     const d = await responder(app, 'c-3', keys.primary)
     t.teardown(() => d.client.endAsync(true))
-    for (let i = 0; i < 100 && d.seen.length < 2; i++) await sleep(20)
+    for (let i = 0; i < 500 && d.seen.length < 2; i++) await sleep(20)
     await sleep(100)
     t.same(
       d.seen.map((r) => r.name),
@@ -207,7 +207,7 @@ async function suite(t: Test, env: Record<string, string>) {
     const errorsBox = inbox(svc)
     await svc.subscribeAsync('$iot/+/events/error', { qos: 1 })
     const pending = call('POST', '/devices/c-5/commands/once', { timeoutMs: 3000 })
-    for (let i = 0; i < 100 && d.seen.length === 0; i++) await sleep(10)
+    for (let i = 0; i < 500 && d.seen.length === 0; i++) await sleep(10)
     const rid = d.seen[0]?.rid as string
     const res = '$iot/c-5/cmd/res'
     const send = (m: object) => cmdTopicClient?.publishAsync(res, JSON.stringify(m), { qos: 1 })
@@ -394,7 +394,7 @@ t.test('commands in Redis', async (t) => {
     const second = await startTestApp(t, { ...env, FLEETHUB_NODE_ID: 'after' })
     const d = await responder(second, 'q-1', keys.primary)
     t.teardown(() => d.client.endAsync(true))
-    for (let i = 0; i < 100 && d.seen.length === 0; i++) await sleep(20)
+    for (let i = 0; i < 500 && d.seen.length === 0; i++) await sleep(20)
     t.equal(d.seen[0]?.rid, r.json().id, 'delivered by the restarted broker')
   })
 })
