@@ -19,10 +19,13 @@ const JOIN_WAIT_MS = 3000
 const MAX_BATCH = 512
 
 /**
- * $SYS topics Aedes publishes that no other node acts on: not worth a trip through Redis. New
- * clients are announced to the other nodes on `$SYS/{node}/takeover/clients` instead (takeover.ts).
+ * $SYS topics Aedes publishes that nothing acts on: no client may read `$SYS`, and on its own node
+ * Aedes's listener of `new/clients` ignores its own announcements. The broker drops them before
+ * they are published (broker.ts), and a link never forwards them (the other nodes would close
+ * their sessions of that id on `new/clients`, whatever the order; new clients are announced to
+ * them on `$SYS/{node}/takeover/clients` instead, takeover.ts).
  */
-const LOCAL_ONLY = /^\$SYS\/[^/]+\/(new\/clients|new\/subscribes|new\/unsubscribes|disconnect\/clients)$/
+export const LOCAL_ONLY = /^\$SYS\/[^/]+\/(new\/clients|new\/subscribes|new\/unsubscribes|disconnect\/clients)$/
 
 interface Control {
   t: 'hello' | 'beat' | 'bye'
