@@ -127,7 +127,7 @@ t.test('two nodes sharing Redis', async (t) => {
     const store = await createRedisStore({ url: redis.url })
     t.teardown(() => store.close())
     const k = (await api(a, TOKEN, 'POST', '/devices/c-1/keys/rotate')).json.keys.primary
-    await sleep(100) // B hears of the rotation
+    await waitFor('B hears of the rotation', async () => (await connackOf(urlB, deviceOpts('c-1', k))) === 0)
     const dev = await connect(urlB, deviceOpts('c-1', k))
     t.teardown(() => dev.endAsync(true))
     const rev = (await store.devices.get('c-1'))?.rev as number
@@ -146,8 +146,7 @@ t.test('two nodes sharing Redis', async (t) => {
     const store = await createRedisStore({ url: redis.url })
     t.teardown(() => store.close())
     const old = (await api(a, TOKEN, 'POST', '/devices/c-1/keys/rotate')).json.keys.primary
-    await sleep(100) // B hears of the rotation
-    t.equal(await connackOf(urlB, deviceOpts('c-1', old)), 0, 'B caches the device')
+    await waitFor('B caches the device', async () => (await connackOf(urlB, deviceOpts('c-1', old))) === 0)
     await sleep(RECHECK_MS + 50)
     // new keys written where B's cache cannot hear of them (no event): as when the event is late
     const before = (await store.devices.get('c-1')) as DeviceRecord
