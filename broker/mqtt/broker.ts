@@ -91,6 +91,7 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     installTakeover(aedes, {
       nodeId: config.nodeId,
       startOf: (client) => (client as FleetClient)[kSession]?.connectedAt ?? 0,
+      hasPeers: () => deps.backend.mq.hasPeers(),
       onTakenOver(clientId, byNode) {
         metrics.takeovers.inc()
         log.debug({ clientId, byNode }, 'session taken over on another node')

@@ -31,6 +31,8 @@ export interface TakeoverOptions {
   startOf(client: TakeoverClient): number
   /** A local session closed because the same id connected later on another node. */
   onTakenOver(clientId: string, byNode: string): void
+  /** Whether another node is live: with none, an announcement would go nowhere (the bus drops it). */
+  hasPeers(): boolean
 }
 
 function noop() {}
@@ -45,6 +47,7 @@ export function installTakeover(aedes: Aedes, opts: TakeoverOptions): void {
   const topic = `$SYS/${opts.nodeId}/takeover/clients`
 
   aedes.on('client', function announceSession(client) {
+    if (!opts.hasPeers()) return
     const c = client as unknown as TakeoverClient
     aedes.publish(
       {

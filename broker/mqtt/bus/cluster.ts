@@ -39,6 +39,8 @@ export interface ClusterLink {
   join(expected: readonly string[]): Promise<string[]>
   close(): Promise<void>
   peers(): string[]
+  /** Whether another node is live, so that anything forwarded reaches one. */
+  hasPeers(): boolean
 }
 
 export interface ClusterLinkOptions {
@@ -175,6 +177,9 @@ export async function createClusterLink(opts: ClusterLinkOptions): Promise<Clust
     peers() {
       livePeers()
       return [...peers.keys()]
+    },
+    hasPeers() {
+      return !closed && livePeers() > 0
     },
     async close() {
       if (closed) return

@@ -35,6 +35,11 @@ export class Bus {
     this.onError = onError
   }
 
+  /** Whether a message published here can reach another node now. */
+  hasPeers(): boolean {
+    return this.link?.hasPeers() ?? false
+  }
+
   /** Connects the bus to the other nodes (cluster mode). */
   attach(link: ClusterLink): void {
     this.link = link
