@@ -6,7 +6,7 @@
 // flashes devices without calling the API per device. The device proves it has that key with the
 // same token format as a device CONNECT, signed over its registration id; the hub's key is then that
 // same derived key, so nothing secret travels.
-import { createHash, createHmac } from 'node:crypto'
+import { createHmac, hash } from 'node:crypto'
 import { KEY_BYTES, verifierOf } from './credentials.js'
 import { errors } from './errors.js'
 import { assertModelRef, assertTags, isDeviceId, type Tags } from './ids.js'
@@ -210,7 +210,7 @@ export function assertEnrollmentInput(input: EnrollmentInput, hubs: readonly Hub
 
 /** A score in (0, 1) for a hub and a registration id: the same inputs always give the same score. */
 function unitHash(hub: string, registrationId: string): number {
-  const h = createHash('sha256').update(`${hub}\n${registrationId}`).digest()
+  const h = hash('sha256', `${hub}\n${registrationId}`, 'buffer')
   // 48 bits are plenty; +1 and /2^48+2 keep it strictly inside (0, 1)
   return (h.readUIntBE(0, 6) + 1) / (2 ** 48 + 2)
 }
@@ -220,6 +220,7 @@ function unitHash(hub: string, registrationId: string): number {
  * lands on the same hub, shares follow the weights, and adding a hub moves only the ids it wins.
  */
 export function hashedHub(registrationId: string, candidates: readonly HubEndpoint[]): HubEndpoint | undefined {
+  if (candidates.length === 1) return (candidates[0] as HubEndpoint).weight > 0 ? candidates[0] : undefined
   let best: HubEndpoint | undefined
   let bestScore = Number.NEGATIVE_INFINITY
   for (const h of candidates) {

@@ -99,6 +99,9 @@ t.test('key derivation and allocation are pure and stable', async (t) => {
     hashedHub('d-7', [...hubs].reverse())?.name,
     'order of the list does not matter',
   )
+  t.equal(hashedHub('d-7', [hubs[0] as HubEndpoint])?.name, 'a', 'one hub takes everything')
+  t.equal(hashedHub('d-7', [{ ...(hubs[0] as HubEndpoint), weight: 0 }]), undefined, 'unless its weight is 0')
+  t.equal(hashedHub('d-7', []), undefined, 'no hub, no answer')
   // adding a hub moves only the ids the new hub wins
   const more = [...hubs, { name: 'c', mqtt: 'mqtt://c:1883', weight: 1, tags: {} }]
   let moved = 0
