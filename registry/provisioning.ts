@@ -220,7 +220,6 @@ function unitHash(hub: string, registrationId: string): number {
  * lands on the same hub, shares follow the weights, and adding a hub moves only the ids it wins.
  */
 export function hashedHub(registrationId: string, candidates: readonly HubEndpoint[]): HubEndpoint | undefined {
-  if (candidates.length === 1) return (candidates[0] as HubEndpoint).weight > 0 ? candidates[0] : undefined
   let best: HubEndpoint | undefined
   let bestScore = Number.NEGATIVE_INFINITY
   for (const h of candidates) {

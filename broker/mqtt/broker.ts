@@ -10,7 +10,7 @@ import type { Metrics, RejectReason } from '../metrics.js'
 import type { PluginHost } from '../plugin-host.js'
 import type { BrokerPort, Session, Transport } from '../session.js'
 import type { MqttBackend } from './backend.js'
-import { LOCAL_ONLY } from './bus/cluster.js'
+import { isLocalOnly } from './bus/cluster.js'
 import { wrapDeliveries } from './delivery.js'
 import { guardParser } from './guard.js'
 import { createHooks, type FleetClient, type FleetPacket, kDropped, kMeta, kSession } from './hooks.js'
@@ -77,7 +77,7 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
       (packet as FleetPacket)[kDropped] === true ||
       // Aedes's announcements of each client and subscription (bus/cluster.ts): a publish each for
       // nothing, at every CONNECT and disconnect
-      (packet.topic.startsWith('$SYS/') && LOCAL_ONLY.test(packet.topic))
+      isLocalOnly(packet.topic)
     ) {
       const cb = typeof client === 'function' ? client : done
       if (cb) cb()

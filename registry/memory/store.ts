@@ -1,6 +1,5 @@
 // The in-memory adapter: the reference semantics of every store port, and the embedded mode's store.
 // Values are copied in and out, so callers can never change stored state by accident.
-
 import { createEventListeners } from '../events.js'
 import type {
   DeviceStore,

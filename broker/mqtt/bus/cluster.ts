@@ -25,7 +25,12 @@ const MAX_BATCH = 512
  * their sessions of that id on `new/clients`, whatever the order; new clients are announced to
  * them on `$SYS/{node}/takeover/clients` instead, takeover.ts).
  */
-export const LOCAL_ONLY = /^\$SYS\/[^/]+\/(new\/clients|new\/subscribes|new\/unsubscribes|disconnect\/clients)$/
+const LOCAL_ONLY = /^\$SYS\/[^/]+\/(new\/clients|new\/subscribes|new\/unsubscribes|disconnect\/clients)$/
+
+/** Whether `topic` is one of those announcements (a prefix test first: this runs per message). */
+export function isLocalOnly(topic: string): boolean {
+  return topic.startsWith('$SYS/') && LOCAL_ONLY.test(topic)
+}
 
 interface Control {
   t: 'hello' | 'beat' | 'bye'
@@ -143,7 +148,7 @@ export async function createClusterLink(opts: ClusterLinkOptions): Promise<Clust
 
   return {
     forward(packet) {
-      if (closed || livePeers() === 0 || LOCAL_ONLY.test(packet.topic)) return
+      if (closed || livePeers() === 0 || isLocalOnly(packet.topic)) return
       batch.push(toWire(packet))
       if (batch.length >= MAX_BATCH) flush()
       else if (!flushScheduled) {
