@@ -1,7 +1,11 @@
-// Writes batched per event-loop turn. A stream corked for the rest of the current tick on its first
-// write sends everything written to it in that tick in one writev, one system call, instead of one
-// per write: MQTT client connections (mqtt-packet writes a PUBLISH in five writes) and the Redis
-// connections (ioredis writes each command on its own, and a registration sends a dozen).
+// Writes batched. A stream corked on its first write sends everything written to it until it is
+// uncorked in one writev, one system call, instead of one per write. MQTT client connections are
+// corked for the rest of the current tick (mqtt-packet writes a PUBLISH in five writes). Redis
+// connections (ioredis writes each command on its own, and a registration sends a dozen) are corked
+// for the rest of the event-loop turn, until the check phase: the commands of every socket read in
+// one poll phase leave together. Measured against per-tick corking (docs/benchmarks.md):
+// provision-storm 0.73 against 0.79 ms of broker CPU per registration, twin-reported saturated
+// about 9 % more patches/s.
 import { type Duplex, Writable } from 'node:stream'
 
 function uncork(conn: Duplex) {
@@ -34,10 +38,21 @@ export function autoCork(conn: Duplex, writev?: (chunks: Buffer[], cb: (err?: Er
   }
 }
 
-/** An ioredis client whose connection, and each one it reconnects with, batches a tick's commands. */
+// for Redis connections: uncorked by setImmediate, after the poll phase's callbacks
+function corkedWriteTurn(this: Duplex, ...args: Parameters<Duplex['write']>) {
+  if (this.writableCorked === 0) {
+    this.cork()
+    setImmediate(uncork, this)
+  }
+  return Writable.prototype.write.apply(this, args)
+}
+
+/** An ioredis client whose connection, and each one it reconnects with, batches a turn's commands. */
 export function autoCorkRedis<C extends { stream: Duplex; on(event: 'connect', listener: () => void): unknown }>(
   client: C,
 ): C {
-  client.on('connect', () => autoCork(client.stream))
+  client.on('connect', () => {
+    client.stream.write = corkedWriteTurn as Duplex['write']
+  })
   return client
 }

@@ -44,7 +44,7 @@ export async function memoryBackend(onError: (err: Error) => void): Promise<Mqtt
 export async function redisBackend(opts: RedisBackendOptions): Promise<MqttBackend> {
   // no auto-pipelining, as in the registry's store (registry/redis/store.ts): measured, it costs
   // more than it saves (connect-storm 1,037-1,065 against 978-1,024 connects/s, alternating); the
-  // connections that send commands are corked per tick instead, as the store's
+  // connections that send commands are corked per event-loop turn instead, as the store's
   const conn = autoCorkRedis(new Redis(opts.url, { keyPrefix: `${opts.prefix}:aedes:` }))
   const pub = autoCorkRedis(new Redis(opts.url))
   const sub = new Redis(opts.url)

@@ -51,7 +51,7 @@ function indexKeysOf(keys: RedisKeys, r: DeviceRecord): string[] {
 }
 
 function createDeviceStore(redis: Redis, keys: RedisKeys, s: ScriptCalls): DeviceStore {
-  // plain commands, not a pipeline: the connection is corked per tick (registry/cork.ts), so they
+  // plain commands, not a pipeline: the connection is corked per turn (registry/cork.ts), so they
   // leave together anyway, without the Pipeline object ioredis builds (4 % of a registration's CPU)
   async function addToIndexes(id: string, indexKeys: string[]): Promise<void> {
     await Promise.all(indexKeys.map((k) => redis.zadd(k, 0, id)))
@@ -360,9 +360,10 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Registr
   // defers every reply by a tick. Without it the store's calls cost less broker CPU whatever the
   // load (bench, alternating builds: twin-reported saturated 7,110 against 6,083 patches/s, medians
   // of 4; provision-storm 2.0 against 2.1-2.4 ms per registration; docs/benchmarks.md). Instead the
-  // connection is corked per tick (registry/cork.ts): the commands of one tick leave in one system
-  // call, with no object per batch and no deferred reply (twin-reported saturated 8,999 and 9,387
-  // against 8,522 and 8,599; provision-storm 1.57-1.68 against 1.71 ms per registration).
+  // connection is corked (registry/cork.ts), at first per tick, now per event-loop turn: the
+  // commands of one turn leave in one system call, with no object per batch (per tick: twin-reported
+  // saturated 8,999 and 9,387 against 8,522 and 8,599; provision-storm 1.57-1.68 against 1.71 ms per
+  // registration).
   const redis = autoCorkRedis(new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2 }))
   const sub = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2, connectionName: EVENTS_CONNECTION })
   let firstError: Error | undefined
