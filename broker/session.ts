@@ -63,6 +63,7 @@ export interface ConnectContext {
   readonly password: Buffer | undefined
   readonly clean: boolean
   readonly transport: Transport
+  /** The peer's address (read when asked). */
   readonly remoteAddress: string | undefined
 }
 

@@ -1,5 +1,6 @@
 // The CONNACK matrix: who gets in, and with which return code when not.
 import t from 'tap'
+import type { Plugin } from '../broker/plugin-host.js'
 import { signToken } from '../registry/credentials.js'
 import {
   ADMIN_TOKEN,
@@ -56,4 +57,26 @@ t.test('CONNACK matrix over TCP and WebSocket', async (t) => {
   const connack = (await raw.next('connack')) as { returnCode?: number } | undefined
   t.equal(connack?.returnCode, 2, 'empty client id with CleanSession=0 → 2 [MQTT-3.1.3-8]')
   t.ok(await raw.closedWithin(1000), 'and the connection is closed')
+})
+
+t.test("an authenticate hook reads the peer's address, over TCP and WebSocket", async (t) => {
+  const seen: { transport: string; remoteAddress: string | undefined }[] = []
+  const watcher: Plugin = {
+    name: 'address-watcher',
+    register({ host }) {
+      // first in line: the built-in hooks decide every CONNECT with a user name
+      host.hooks.authenticate.unshift(async (ctx) => {
+        seen.push({ transport: ctx.transport, remoteAddress: ctx.remoteAddress })
+        return undefined // not this hook's to decide
+      })
+    },
+  }
+  const app = await startTestApp(t, {}, { plugins: [watcher] })
+  const keys = await createDevice(app, 'addr-1')
+  t.equal(await connackOf(mqttUrl(app), deviceOpts('addr-1', keys.primary)), 0)
+  t.equal(await connackOf(wsUrl(app), deviceOpts('addr-1', keys.primary)), 0)
+  t.same(seen, [
+    { transport: 'tcp', remoteAddress: '127.0.0.1' },
+    { transport: 'ws', remoteAddress: '127.0.0.1' },
+  ])
 })

@@ -150,7 +150,10 @@ export function createHooks(deps: HookDeps) {
         password,
         clean: client.clean,
         transport: meta.transport,
-        remoteAddress: meta.socket?.remoteAddress,
+        // read when asked, as the session's: getpeername is a system call (1 % of a registration)
+        get remoteAddress() {
+          return meta.socket?.remoteAddress
+        },
       }
       const started = { at: Date.now(), mono: performance.now() }
       runAuthenticate(ctx).then(
