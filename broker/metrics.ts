@@ -21,22 +21,63 @@ export type RejectReason =
   | 'handler_error'
   | 'slow_consumer'
 
+/**
+ * A labelled counter or gauge on the hot path (every CONNECT and disconnect): it counts in plain
+ * numbers per label value, a Map look-up, where prom-client hashes a label object on every call
+ * (about 1.5 % of a provisioning registration's CPU for four calls), and hands the numbers to
+ * prom-client when /metrics is scraped.
+ */
+export class HotCounts<V extends string> {
+  readonly counts = new Map<V, number>()
+  inc(value: V): void {
+    this.counts.set(value, (this.counts.get(value) ?? 0) + 1)
+  }
+  dec(value: V): void {
+    this.counts.set(value, (this.counts.get(value) ?? 0) - 1)
+  }
+}
+
+function hotMetric<V extends string>(
+  registry: Registry,
+  kind: 'counter' | 'gauge',
+  opts: { name: string; help: string; label: string },
+): HotCounts<V> {
+  const hot = new HotCounts<V>()
+  const config = { name: opts.name, help: opts.help, labelNames: [opts.label], registers: [registry] }
+  if (kind === 'counter') {
+    new Counter({
+      ...config,
+      collect() {
+        this.reset()
+        for (const [v, n] of hot.counts) this.inc({ [opts.label]: v }, n)
+      },
+    })
+  } else {
+    new Gauge({
+      ...config,
+      collect() {
+        this.reset()
+        for (const [v, n] of hot.counts) this.set({ [opts.label]: v }, n)
+      },
+    })
+  }
+  return hot
+}
+
 export function createMetrics() {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'fleethub_process_' })
   return {
     registry,
-    connections: new Gauge({
+    connections: hotMetric<string>(registry, 'gauge', {
       name: 'fleethub_connections',
       help: 'MQTT sessions open on this node',
-      labelNames: ['kind'] as const,
-      registers: [registry],
+      label: 'kind',
     }),
-    connects: new Counter({
+    connects: hotMetric<string>(registry, 'counter', {
       name: 'fleethub_connects_total',
       help: 'accepted CONNECTs',
-      labelNames: ['kind'] as const,
-      registers: [registry],
+      label: 'kind',
     }),
     /** The hot path counts in plain numbers; these read them when /metrics is scraped. */
     bindHotCounters(hot: { messagesIn: number; messagesOut: number }) {
@@ -65,11 +106,10 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
-    provisionings: new Counter({
+    provisionings: hotMetric<string>(registry, 'counter', {
       name: 'fleethub_provisioning_registrations_total',
       help: 'provisioning registrations answered, by status (200: assigned)',
-      labelNames: ['status'] as const,
-      registers: [registry],
+      label: 'status',
     }),
     rejected: new Counter({
       name: 'fleethub_rejected_total',
@@ -156,11 +196,10 @@ export function createMetrics() {
       labelNames: ['method', 'route', 'status'] as const,
       registers: [registry],
     }),
-    authCache: new Counter({
+    authCache: hotMetric<string>(registry, 'counter', {
       name: 'fleethub_auth_cache_total',
       help: 'CONNECT credential cache look-ups',
-      labelNames: ['result'] as const,
-      registers: [registry],
+      label: 'result',
     }),
   }
 }

@@ -1,6 +1,6 @@
 // The HTTP API: status codes and bodies of every device route, auth, errors, health, metrics, docs.
 import t from 'tap'
-import { ADMIN_TOKEN, connackOf, deviceOpts, mqttUrl, startTestApp } from './helpers/app.js'
+import { ADMIN_TOKEN, connackOf, connect, deviceOpts, mqttUrl, startTestApp, waitFor } from './helpers/app.js'
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
@@ -167,6 +167,32 @@ t.test('HTTP API', async (t) => {
     }
     t.match(m.body, /fleethub_auth_failures_total\{reason="bad_credentials"\} [1-9]/)
     t.match(m.body, /fleethub_http_requests_total\{method="POST",route="\/devices",status="201"\}/)
+
+    // the session gauge and CONNECT counters, kept in plain numbers and read at scrape time
+    const scrape = async (name: string) => {
+      const body = (await app.http.inject({ method: 'GET', url: '/metrics' })).body
+      return Number(body.match(new RegExp(`^${name} (\\d+)$`, 'm'))?.[1] ?? 0)
+    }
+    const before = {
+      open: await scrape('fleethub_connections\\{kind="device"\\}'),
+      connects: await scrape('fleethub_connects_total\\{kind="device"\\}'),
+      misses: await scrape('fleethub_auth_cache_total\\{result="miss"\\}'),
+    }
+    const keys = (await req('POST', '/devices', { id: 'metered' })).json().keys
+    const c = await connect(mqttUrl(app), deviceOpts('metered', keys.primary))
+    // clientReady follows the CONNACK
+    await waitFor(
+      'the session counted',
+      async () => (await scrape('fleethub_connections\\{kind="device"\\}')) === before.open + 1,
+    )
+    t.equal(await scrape('fleethub_connects_total\\{kind="device"\\}'), before.connects + 1, 'one more CONNECT')
+    t.equal(await scrape('fleethub_auth_cache_total\\{result="miss"\\}'), before.misses + 1, 'its key was looked up')
+    await c.endAsync()
+    await waitFor(
+      'the session gone',
+      async () => (await scrape('fleethub_connections\\{kind="device"\\}')) === before.open,
+    )
+    t.equal(await scrape('fleethub_connects_total\\{kind="device"\\}'), before.connects + 1, 'a counter stays')
     const spec = await app.http.inject({ method: 'GET', url: '/docs/json' })
     t.equal(spec.statusCode, 200)
     const doc = spec.json()

@@ -102,14 +102,14 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
   aedes.on('clientReady', (client: FleetClient) => {
     const s = client[kSession]
     if (!s) return
-    metrics.connections.inc({ kind: s.principal.kind })
-    metrics.connects.inc({ kind: s.principal.kind })
+    metrics.connections.inc(s.principal.kind)
+    metrics.connects.inc(s.principal.kind)
     hooks.runSessionHooks('sessionReady', s)
   })
   aedes.on('clientDisconnect', (client: FleetClient) => {
     const s = client[kSession]
     if (!s) return
-    metrics.connections.dec({ kind: s.principal.kind })
+    metrics.connections.dec(s.principal.kind)
     hooks.runSessionHooks('sessionGone', s)
   })
   aedes.on('subscribe', (subs, client: FleetClient) => {

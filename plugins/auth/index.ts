@@ -35,7 +35,7 @@ export function authPlugin(opts: AuthPluginOptions): Plugin {
         max: config.authCacheSize,
         negativeTtlMs: opts.negativeTtlMs ?? 5000,
         load: (id) => registry.getRecord(id),
-        onLookup: (result) => metrics.authCache.inc({ result }),
+        onLookup: (result) => metrics.authCache.inc(result),
       })
       host.provide('auth.cache', cache)
       const unsubscribe = registry.store.events.subscribe(function evictOnRegistryEvent(e) {

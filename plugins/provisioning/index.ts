@@ -137,7 +137,7 @@ export function provisioningPlugin(): Plugin {
             }
           }
         }
-        metrics.provisionings.inc({ status: String(answer.status) })
+        metrics.provisionings.inc(String(answer.status))
         // a storm of registrations is routine: successes at debug, refusals where operators look
         log[answer.status === 200 ? 'debug' : 'info'](
           { registrationId: p.registrationId, enrollmentId: p.enrollmentId, status: answer.status, hub: answer.hub },
