@@ -33,7 +33,19 @@ function quietDebug(namespace: string): Debugger {
   return off
 }
 
-// the package's own functions (enable, disable, enabled, formatters…) stay reachable
-Object.assign(quietDebug, createDebug, { debug: quietDebug, default: quietDebug })
+// the package's own functions and state (enable, disable, names, formatters…) stay reachable, read
+// and written through to the package itself
+for (const key of Object.getOwnPropertyNames(createDebug)) {
+  if (key in Function.prototype || key === 'prototype' || key === 'debug' || key === 'default') continue
+  Object.defineProperty(quietDebug, key, {
+    enumerable: true,
+    get: () => (createDebug as unknown as Record<string, unknown>)[key],
+    set: (value: unknown) => {
+      ;(createDebug as unknown as Record<string, unknown>)[key] = value
+    },
+  })
+}
+Object.defineProperty(quietDebug, 'debug', { value: quietDebug })
+Object.defineProperty(quietDebug, 'default', { value: quietDebug })
 const loaded = require.cache[path]
 if (loaded) loaded.exports = quietDebug

@@ -30,9 +30,12 @@ t.test('a logger of a namespace DEBUG does not enable is an empty function', asy
       const debug = require('debug')
       const log = debug('mqtt-packet:parser')
       const sub = log.extend('x')
+      debug.enable('late:*')
+      const late = debug('late:one')
       console.log(JSON.stringify({
         source: String(log), enabled: log.enabled, namespace: log.namespace,
         sub: [String(sub), sub.namespace], hasEnable: typeof debug.enable,
+        names: debug.names.map(String), late: late.enabled, lateIsReal: String(late) !== '() => { }',
       }))
       ${PARSE}
     })`,
@@ -45,6 +48,9 @@ t.test('a logger of a namespace DEBUG does not enable is an empty function', asy
     namespace: 'mqtt-packet:parser',
     sub: ['() => { }', 'mqtt-packet:parser:x'],
     hasEnable: 'function',
+    names: ['late:*'],
+    late: true,
+    lateIsReal: true,
   })
   t.equal(second, 'parsed pingreq')
   t.equal(stderr, '', 'nothing logged')
