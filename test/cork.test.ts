@@ -80,7 +80,7 @@ t.test(
     const first = await burst()
     t.equal(first.writev, 1, 'five SETs in one system call')
     t.equal(first.chunks, 5)
-    t.equal(first.single, 1, 'the MGET of a later tick on its own')
+    t.equal(first.single, 1, 'the MGET of a later turn on its own')
 
     const firstStream = client.stream
     client.disconnect(true) // ioredis reconnects with a new socket
