@@ -12,19 +12,26 @@ function uncork(conn: Duplex) {
   conn.uncork()
 }
 
-// one shared function for every connection: sockets and WebSocket streams all write through
-// Writable.prototype.write
-function corkedWrite(this: Duplex, ...args: Parameters<Duplex['write']>) {
-  if (this.writableCorked === 0) {
-    this.cork()
-    process.nextTick(uncork, this)
-  }
-  return Writable.prototype.write.apply(this, args)
+/** A write that corks the stream on its first write and has `uncorkLater` uncork it. */
+function corkingWrite(uncorkLater: (uncork: (conn: Duplex) => void, conn: Duplex) => void) {
+  return function corkedWrite(this: Duplex, ...args: Parameters<Duplex['write']>) {
+    if (this.writableCorked === 0) {
+      this.cork()
+      uncorkLater(uncork, this)
+    }
+    return Writable.prototype.write.apply(this, args)
+  } as Duplex['write']
 }
+
+// one shared write per kind of connection (sockets, WebSocket streams and ioredis's sockets all
+// write through Writable.prototype.write). MQTT client connections: uncorked at the end of the tick.
+const corkedForTick = corkingWrite(process.nextTick)
+// Redis connections: uncorked by setImmediate, after the poll phase's callbacks.
+const corkedForTurn = corkingWrite(setImmediate)
 
 /** Makes `conn` batch the writes of one tick; for streams that lack writev, teaches them one. */
 export function autoCork(conn: Duplex, writev?: (chunks: Buffer[], cb: (err?: Error | null) => void) => void): void {
-  conn.write = corkedWrite as Duplex['write']
+  conn.write = corkedForTick
   if (writev) {
     ;(conn as unknown as { _writev: unknown })._writev = function writevChunks(
       chunks: { chunk: Buffer | string }[],
@@ -38,21 +45,12 @@ export function autoCork(conn: Duplex, writev?: (chunks: Buffer[], cb: (err?: Er
   }
 }
 
-// for Redis connections: uncorked by setImmediate, after the poll phase's callbacks
-function corkedWriteTurn(this: Duplex, ...args: Parameters<Duplex['write']>) {
-  if (this.writableCorked === 0) {
-    this.cork()
-    setImmediate(uncork, this)
-  }
-  return Writable.prototype.write.apply(this, args)
-}
-
 /** An ioredis client whose connection, and each one it reconnects with, batches a turn's commands. */
 export function autoCorkRedis<C extends { stream: Duplex; on(event: 'connect', listener: () => void): unknown }>(
   client: C,
 ): C {
   client.on('connect', () => {
-    client.stream.write = corkedWriteTurn as Duplex['write']
+    client.stream.write = corkedForTurn
   })
   return client
 }
