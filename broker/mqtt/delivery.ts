@@ -1,4 +1,4 @@
-import { encodeOnce } from './wire.js'
+import { encodeOnce, encodePublish } from './wire.js'
 
 // How messages reach one client. Aedes's own deliveries wait for each write to drain, and the bus
 // waits for the deliveries, so one subscriber that stops reading used to stop every publisher of
@@ -41,13 +41,18 @@ interface ForwardPacket {
   brokerCounter?: number
   clientId?: string
   nl?: boolean
+  properties?: unknown
 }
 
 interface DeliveringClient {
   id: string
   connected: boolean
   closed: boolean
+  clean: boolean
   duplicates: Record<string, number>
+  subscriptions: Record<string, { qos?: number }>
+  /** The next packet identifier of an outgoing QoS 1 or 2 message. */
+  _nextId: number
   broker: { authorizeForward(client: unknown, packet: ForwardPacket): ForwardPacket | null | undefined }
   conn: {
     writableLength?: number
@@ -80,12 +85,19 @@ interface Held {
 
 type Client = DeliveringClient & { [kHeld]?: Held; [kWaiting]?: (() => void)[] }
 
-/** Aedes's de-duplication: a message reaches a client once, however many of its filters match. */
+/**
+ * One delivery per message, however many of a client's filters match it. The bus calls every
+ * matching filter in one synchronous pass, so a repeat is the message this client was just given.
+ * Aedes instead dropped any message whose counter was not above the last one delivered; a QoS 1
+ * message overtaken by a QoS 0 one published after it (QoS 1 waits for the offline queue first)
+ * was then lost (moscajs/aedes#994). A message delivered again later (a nested publish in between)
+ * would go out twice, which QoS 1 allows; none is lost.
+ */
 function dedupe(client: Client, p: ForwardPacket): boolean {
   const id = p.brokerId
   if (!id) return true
   const counter = p.brokerCounter ?? 0
-  if ((client.duplicates[id] ?? 0) >= counter) return false
+  if (client.duplicates[id] === counter) return false
   client.duplicates[id] = counter
   return true
 }
@@ -142,6 +154,25 @@ export function wrapDeliveries(clientObject: unknown, events: DeliveryEvents): v
   const client = clientObject as Client
   const originalQoS = client.deliverQoS
 
+  /**
+   * Writes a delivery at once, as Aedes checks it: no-local, one delivery per message, then
+   * authorizeForward. `qos` 1 takes the client's next packet identifier, unless the client's own
+   * subscription to exactly this topic asks for QoS 0 (as Aedes downgrades).
+   */
+  function writeNow(p: ForwardPacket, qos: 0 | 1): void {
+    // no-local (MQTT 5, kept as Aedes has it) and one delivery per message for overlapping filters
+    if ((p.clientId === client.id && p.nl) || !dedupe(client, p)) return
+    const forward = client.broker.authorizeForward(client, p)
+    if (!forward) return
+    if (qos === 1 && (client.subscriptions[forward.topic]?.qos ?? 1) >= 1) {
+      const id = client._nextId
+      client._nextId = id >= 65535 ? 1 : id + 1
+      client.conn.write(encodePublish(forward.topic, forward.payload, forward.retain, id))
+    } else {
+      client.conn.write(encodeOnce(forward))
+    }
+  }
+
   // QoS 0 is written here rather than by Aedes (which waited a setImmediate per delivery, built two
   // packet objects and wrote five times): checks as Aedes does them, then one encoded buffer.
   client.deliver0 = function deliverQoS0(packet, cb) {
@@ -156,14 +187,14 @@ export function wrapDeliveries(clientObject: unknown, events: DeliveryEvents): v
       waitForDrain(client, noop, events) // still stuck after SLOW_CONSUMER_MS: cut off
       return cb()
     }
-    const p = packet as ForwardPacket
-    // no-local (MQTT 5, kept as Aedes has it) and one delivery per message for overlapping filters
-    if ((p.clientId === client.id && p.nl) || !dedupe(client, p)) return cb()
-    const forward = client.broker.authorizeForward(client, p)
-    if (forward) conn.write(encodeOnce(forward))
+    writeNow(packet as ForwardPacket, 0)
     cb()
   }
 
+  // QoS 1 to a clean session is written here too: Aedes keeps no copy of it (it never resends to a
+  // clean session), and its own path waited two setImmediates per delivery, so a device's answers
+  // never shared a write with each other. Persistent sessions, QoS 2 and MQTT 5 properties take
+  // Aedes's path (stored before it is written, resent on reconnect).
   client.deliverQoS = function deliverQoS12(packet, cb) {
     if (!client.connected && !client.closed) {
       hold(client, client.deliverQoS, packet)
@@ -175,7 +206,15 @@ export function wrapDeliveries(clientObject: unknown, events: DeliveryEvents): v
       client.close()
       return cb()
     }
-    originalQoS(packet, noop)
+    const p = packet as ForwardPacket
+    if (client.clean && p.qos === 1 && p.properties === undefined && client.connected) {
+      const conn = client.conn
+      if (!conn.destroyed && !conn.writableEnded) writeNow(p, 1)
+    } else if (dedupe(client, p)) {
+      // Aedes checks again with its own rule: let it pass what this one passed
+      if (p.brokerId) client.duplicates[p.brokerId] = (p.brokerCounter ?? 0) - 1
+      originalQoS(packet, noop)
+    }
     if (pending <= SOFT_LIMIT || client.closed) return cb()
     waitForDrain(client, cb, events)
   }

@@ -1,7 +1,8 @@
 // Cheap writes to a client connection. mqtt-packet writes a PUBLISH in five stream writes (header,
 // length, topic length, topic, payload); uncorked, each became a system call. Every connection is
 // corked for the rest of the current tick on its first write (registry/cork.ts), so everything
-// written to it in one tick leaves in one writev. QoS 0 deliveries are encoded here in one buffer,
+// written to it in one tick leaves in one writev. QoS 0 deliveries, and QoS 1 ones to clean
+// sessions, are encoded here in one buffer,
 // and a message going to many subscribers is encoded once.
 import mqttPacket from 'mqtt-packet'
 
@@ -16,11 +17,17 @@ function varIntLength(n: number): number {
 
 /** A QoS 0 PUBLISH packet, in one buffer [MQTT-3.3]. */
 export function encodePublish0(topic: string, payload: Buffer, retain: boolean): Buffer {
+  return encodePublish(topic, payload, retain, 0)
+}
+
+/** A PUBLISH packet in one buffer [MQTT-3.3]: QoS 0, or QoS 1 with its packet identifier. */
+export function encodePublish(topic: string, payload: Buffer, retain: boolean, messageId: number): Buffer {
   const topicLength = Buffer.byteLength(topic)
-  const remaining = 2 + topicLength + payload.length
+  const idLength = messageId > 0 ? 2 : 0
+  const remaining = 2 + topicLength + idLength + payload.length
   const buf = Buffer.allocUnsafe(1 + varIntLength(remaining) + remaining)
   let i = 0
-  buf[i++] = retain ? 0x31 : 0x30
+  buf[i++] = (idLength > 0 ? 0x32 : 0x30) | (retain ? 1 : 0)
   let n = remaining
   do {
     let byte = n % 128
@@ -31,6 +38,10 @@ export function encodePublish0(topic: string, payload: Buffer, retain: boolean):
   buf.writeUInt16BE(topicLength, i)
   i += 2
   i += buf.write(topic, i, 'utf8')
+  if (idLength > 0) {
+    buf.writeUInt16BE(messageId, i)
+    i += 2
+  }
   payload.copy(buf, i)
   return buf
 }
