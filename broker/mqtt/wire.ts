@@ -2,8 +2,8 @@
 // length, topic length, topic, payload); uncorked, each became a system call. Every connection is
 // corked for the rest of the current tick on its first write (registry/cork.ts), so everything
 // written to it in one tick leaves in one writev. QoS 0 deliveries, and QoS 1 ones to clean
-// sessions, are encoded here in one buffer,
-// and a message going to many subscribers is encoded once.
+// sessions, are encoded here in one buffer, and a QoS 0 message going to many subscribers is
+// encoded once.
 import mqttPacket from 'mqtt-packet'
 
 // mqtt-packet's default is to build, on its first write, 65,536 two-byte buffers for message ids
