@@ -37,6 +37,8 @@ export interface Config {
   readonly aclFile?: string
   /** Largest MQTT packet accepted, in bytes; bigger ones close the connection. @default 262144 */
   readonly maxPacketSize: number
+  /** Inbound packets a node works on at once before connections wait to be read. @default 256 */
+  readonly maxInFlight: number
   /** Devices whose credentials the CONNECT cache keeps. @default 100000 */
   readonly authCacheSize: number
   /** Largest twin document per side, in bytes. @default 32768 */
@@ -192,6 +194,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1024,
     max: 268435455,
     doc: 'largest MQTT packet in bytes; a bigger one closes the connection',
+  },
+  {
+    key: 'maxInFlight',
+    env: 'FLEETHUB_MAX_IN_FLIGHT',
+    flag: 'max-in-flight',
+    kind: 'int',
+    default: 256,
+    min: 16,
+    max: 1000000,
+    doc: 'inbound packets a node works on at once; past that, connections wait to be read (backpressure)',
   },
   {
     key: 'authCacheSize',

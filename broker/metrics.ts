@@ -100,6 +100,43 @@ export function createMetrics() {
         },
       })
     },
+    /** The admission gate (broker/mqtt/admission.ts), read when /metrics is scraped. */
+    bindAdmission(gate: { inFlight: number; waiting: number; waits: number; unstuck: number }) {
+      new Gauge({
+        name: 'fleethub_inbound_in_flight',
+        help: 'inbound packets this node is working on (each connection counted for at most 16)',
+        registers: [registry],
+        collect() {
+          this.set(gate.inFlight)
+        },
+      })
+      new Gauge({
+        name: 'fleethub_connections_waiting',
+        help: 'connections waiting to be read because FLEETHUB_MAX_IN_FLIGHT packets are in progress',
+        registers: [registry],
+        collect() {
+          this.set(gate.waiting)
+        },
+      })
+      new Counter({
+        name: 'fleethub_admission_waits_total',
+        help: 'times a connection waited to be read',
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc(gate.waits)
+        },
+      })
+      new Counter({
+        name: 'fleethub_admission_unstuck_total',
+        help: 'times every waiting connection was read because no packet finished for 50 ms',
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc(gate.unstuck)
+        },
+      })
+    },
     authFailures: new Counter({
       name: 'fleethub_auth_failures_total',
       help: 'refused CONNECTs by reason',

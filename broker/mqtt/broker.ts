@@ -9,6 +9,7 @@ import type { Logger } from '../log.js'
 import type { Metrics, RejectReason } from '../metrics.js'
 import type { PluginHost } from '../plugin-host.js'
 import type { BrokerPort, Session, Transport } from '../session.js'
+import { createAdmission } from './admission.js'
 import type { MqttBackend } from './backend.js'
 import { isLocalOnly } from './bus/cluster.js'
 import { wrapDeliveries } from './delivery.js'
@@ -156,6 +157,7 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     try {
       autoCork(conn, writev)
       const client = aedes.handle(conn, req) as FleetClient
+      admission.admit(client)
       client[kMeta] = { transport, socket: req ? req.socket : (conn as { remoteAddress?: string }) }
       guardParser((client as unknown as { _parser: unknown })._parser, config.maxPacketSize)
       wrapDeliveries(client, deliveryEvents)
@@ -165,6 +167,8 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     }
   }
 
+  const admission = createAdmission({ limit: config.maxInFlight })
+  metrics.bindAdmission(admission)
   let listeners: MqttListeners | undefined
 
   const port: BrokerPort = {
