@@ -14,7 +14,16 @@ import type { MqttBackend } from './backend.js'
 import { isLocalOnly } from './bus/cluster.js'
 import { wrapDeliveries } from './delivery.js'
 import { guardParser } from './guard.js'
-import { createHooks, type FleetClient, type FleetPacket, kDropped, kMeta, kSession } from './hooks.js'
+import {
+  createHooks,
+  type FleetClient,
+  type FleetPacket,
+  kDropped,
+  kHold,
+  kMeta,
+  kSession,
+  releaseHold,
+} from './hooks.js'
 import { installTakeover } from './takeover.js'
 import { type MqttListeners, startMqttListeners } from './transports.js'
 import { encodePublish0 } from './wire.js'
@@ -81,7 +90,19 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
       isLocalOnly(packet.topic)
     ) {
       const cb = typeof client === 'function' ? client : done
+      const held = (packet as FleetPacket)[kHold]
+      if (held) releaseHold(held)
       if (cb) cb()
+      return
+    }
+    const hold = (packet as FleetPacket)[kHold]
+    if (hold) {
+      // the request's handler is done: its answer is written, so the PUBACK can go with it
+      const finished = done
+      publish.call(aedes, packet, client, function answered(err?: Error) {
+        releaseHold(hold)
+        finished?.(err)
+      })
       return
     }
     publish.call(aedes, packet, client, done)
