@@ -37,8 +37,11 @@ interface ReadingClient {
   _parsingBatch: number
   /** Aedes: called when a packet is done, and on 'readable'; reads once nothing is in progress. */
   _nextBatch: (err?: Error) => void
-  _parser: { prependListener(event: 'packet', listener: () => void): unknown }
+  _parser: { prependListener(event: 'packet', listener: (this: { client: GatedClient }) => void): unknown }
 }
+
+const kGate = Symbol('fleethub.gate')
+type GatedClient = ReadingClient & { [kGate]?: Gate }
 
 interface Gate {
   readonly client: ReadingClient
@@ -150,13 +153,32 @@ export function createAdmission(opts: AdmissionOptions = {}): Admission {
     g.read()
   }
 
+  // what a connection adds is kept small (idle-memory): the gate's state, and one closure (Aedes
+  // calls `_nextBatch` without a receiver); the other listeners are shared and find the gate
+  // through the connection (`conn.client`, set by Aedes)
+  function packetIn(this: { client: GatedClient }) {
+    const g = this.client[kGate] as Gate
+    if (g.n++ < perConnection) inFlight++
+  }
+  function readableGated(this: { client: GatedClient }) {
+    next(this.client[kGate] as Gate)
+    releaseIfRoom()
+  }
+  function connectionClosed(this: { client: GatedClient }) {
+    const g = this.client[kGate] as Gate
+    // packets it still had in progress no longer count (Aedes may never finish them)
+    inFlight -= Math.min(g.n, perConnection)
+    g.n = 0
+    g.owed = 0
+    releaseIfRoom()
+  }
+
   return {
     admit(clientObject) {
-      const client = clientObject as ReadingClient
+      const client = clientObject as GatedClient
       const g: Gate = { client, read: client._nextBatch, n: 0, owed: 0, queued: false }
-      client._parser.prependListener('packet', function packetIn() {
-        if (g.n++ < perConnection) inFlight++
-      })
+      client[kGate] = g
+      client._parser.prependListener('packet', packetIn)
       client._nextBatch = function packetDone(err?: Error) {
         if (g.n > 0 && --g.n < perConnection) inFlight--
         finished++
@@ -164,17 +186,8 @@ export function createAdmission(opts: AdmissionOptions = {}): Admission {
         releaseIfRoom()
       }
       client.conn.removeListener('readable', g.read)
-      client.conn.on('readable', function readableGated() {
-        next(g)
-        releaseIfRoom()
-      })
-      client.conn.once('close', function connectionClosed() {
-        // packets it still had in progress no longer count (Aedes may never finish them)
-        inFlight -= Math.min(g.n, perConnection)
-        g.n = 0
-        g.owed = 0
-        releaseIfRoom()
-      })
+      client.conn.on('readable', readableGated)
+      client.conn.on('close', connectionClosed)
     },
     get inFlight() {
       return inFlight
