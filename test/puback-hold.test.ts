@@ -3,7 +3,8 @@
 // few event-loop turns only. Raw sockets, to see what arrives in one read.
 import net from 'node:net'
 import mqttPacket, { type Packet } from 'mqtt-packet'
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type { App } from '../broker/app.js'
 import type { Plugin } from '../broker/plugin-host.js'
 import { createDevice, sleep, startTestApp, waitFor } from './helpers/app.js'
 import { connectPacket } from './helpers/raw.js'
@@ -49,6 +50,20 @@ async function rawDevice(port: number, id: string, key: string) {
   }
 }
 
+/** A device sends five reports, one at a time: each read it gets holds the PUBACK and the answer. */
+async function fiveReportsAnsweredWithTheirPuback(t: Test, app: App, id: string) {
+  const keys = await createDevice(app, id)
+  const d = await rawDevice(app.ports.mqtt, id, keys.primary)
+  t.teardown(() => d.end())
+  const answer = `publish:$iot/${id}/twin/res`
+  for (let i = 1; i <= 5; i++) {
+    d.reads.length = 0
+    d.report(100 + i, { i })
+    await waitFor('the answer', () => d.reads.flat().includes(answer))
+    t.same(d.reads, [['puback', answer]], `report ${i}: PUBACK and answer together`)
+  }
+}
+
 t.test('the PUBACK of a twin report and its answer arrive in one read (a store that takes 5 ms)', async (t) => {
   const slow: Plugin = {
     name: 'slow-store',
@@ -62,15 +77,7 @@ t.test('the PUBACK of a twin report and its answer arrive in one read (a store t
     },
   }
   const app = await startTestApp(t, {}, { plugins: [slow] })
-  const keys = await createDevice(app, 'held')
-  const d = await rawDevice(app.ports.mqtt, 'held', keys.primary)
-  t.teardown(() => d.end())
-  for (let i = 1; i <= 5; i++) {
-    d.reads.length = 0
-    d.report(100 + i, { i })
-    await waitFor('the answer', () => d.reads.flat().includes('publish:$iot/held/twin/res'))
-    t.same(d.reads, [['puback', 'publish:$iot/held/twin/res']], `report ${i}: PUBACK and answer together`)
-  }
+  await fiveReportsAnsweredWithTheirPuback(t, app, 'held')
 })
 
 t.test('a handler that does not finish holds its PUBACK back for HOLD_MS at most', async (t) => {
@@ -106,13 +113,5 @@ t.test('with Redis, PUBACK and answer leave together too', async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const app = await startTestApp(t, { FLEETHUB_REDIS_URL: redis.url })
-  const keys = await createDevice(app, 'heldr')
-  const d = await rawDevice(app.ports.mqtt, 'heldr', keys.primary)
-  t.teardown(() => d.end())
-  for (let i = 1; i <= 5; i++) {
-    d.reads.length = 0
-    d.report(200 + i, { i })
-    await waitFor('the answer', () => d.reads.flat().includes('publish:$iot/heldr/twin/res'))
-    t.same(d.reads, [['puback', 'publish:$iot/heldr/twin/res']], `report ${i}: PUBACK and answer together`)
-  }
+  await fiveReportsAnsweredWithTheirPuback(t, app, 'heldr')
 })
