@@ -214,9 +214,9 @@ export function createHooks(deps: HookDeps) {
   }
 
   /**
-   * A device's QoS 1 request to a handler (a twin report, say) is answered within a Redis round
-   * trip, but Aedes wrote its PUBACK at once, in a write of its own: at 10,000 twin reports/s those
-   * writes were a tenth of the CPU. The connection's writes are held from the request until its
+   * A device's QoS 1 publish that a handler acts on (a twin report, a command answer, telemetry)
+   * is usually answered within a Redis round trip, but Aedes wrote its PUBACK at once, in a write of
+   * its own: at 10,000 twin reports/s those writes were a tenth of the CPU. The connection's writes are held from the request until its
    * handler is done, so the PUBACK and the answer leave together. One hold per connection at a time
    * (a device that keeps sending is held for one request at most), and never longer than HOLD_MS.
    */
