@@ -83,6 +83,7 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
   // A refused PUBLISH is acknowledged as the protocol requires, then dropped here.
   const publish = aedes.publish as unknown as (p: PublishPacket, c: unknown, d?: (e?: Error) => void) => void
   ;(aedes as unknown as { publish: typeof publish }).publish = function publishUnlessDropped(packet, client, done) {
+    const hold = (packet as FleetPacket)[kHold]
     if (
       (packet as FleetPacket)[kDropped] === true ||
       // Aedes's announcements of each client and subscription (bus/cluster.ts): a publish each for
@@ -90,22 +91,16 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
       isLocalOnly(packet.topic)
     ) {
       const cb = typeof client === 'function' ? client : done
-      const held = (packet as FleetPacket)[kHold]
-      if (held) releaseHold(held)
+      if (hold) releaseHold(hold)
       if (cb) cb()
       return
     }
-    const hold = (packet as FleetPacket)[kHold]
-    if (hold) {
-      // the request's handler is done: its answer is written, so the PUBACK can go with it
-      const finished = done
-      publish.call(aedes, packet, client, function answered(err?: Error) {
-        releaseHold(hold)
-        finished?.(err)
-      })
-      return
-    }
-    publish.call(aedes, packet, client, done)
+    if (!hold) return publish.call(aedes, packet, client, done)
+    // the request's handler is done: its answer is written, so the PUBACK can go with it
+    publish.call(aedes, packet, client, function answered(err?: Error) {
+      releaseHold(hold)
+      done?.(err)
+    })
   }
 
   // only nodes sharing Redis can hold one client id twice; alone, Aedes's own takeover is enough
@@ -169,6 +164,9 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     },
   }
 
+  const admission = createAdmission({ limit: config.maxInFlight })
+  metrics.bindAdmission(admission)
+
   function handle(
     conn: Duplex,
     req: IncomingMessage | undefined,
@@ -188,8 +186,6 @@ export async function createMqttBroker(deps: MqttBrokerDeps): Promise<MqttBroker
     }
   }
 
-  const admission = createAdmission({ limit: config.maxInFlight })
-  metrics.bindAdmission(admission)
   let listeners: MqttListeners | undefined
 
   const port: BrokerPort = {
