@@ -1,5 +1,6 @@
 // The composition root: the only place that picks concrete adapters and wires them together.
 // Nothing listens or connects at import time; startApp does, and close() undoes it in reverse.
+import './v8-flags.js'
 import './quiet-debug.js'
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'

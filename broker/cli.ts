@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './v8-flags.js'
 import './quiet-debug.js'
 import { isCoded } from '../registry/errors.js'
 import { FLEET_USAGE, parseFleetArgs, runProvisionedFleet } from '../sdk/fleet.js'
