@@ -6,7 +6,10 @@
 // reporting faster than one store round trip): one compare-and-set for all, each patch with its own
 // version and outcome, as if written one by one.
 // The side this node last wrote is kept (bounded), so a device reporting again costs one store
-// call, not two: the compare-and-set itself tells when the copy is out of date.
+// call, not two: the compare-and-set itself tells when the copy is out of date. The copies are kept
+// per side by device id and replaced in place (the oldest device goes first when the bound is
+// reached): a Map that is reordered or keyed by a new string at every write makes garbage that
+// lives as long as a device's report interval, which is long enough to reach V8's old generation.
 import { errors } from './errors.js'
 import type { TwinStore } from './ports.js'
 import {
@@ -14,6 +17,7 @@ import {
   assertDesiredSections,
   assertPatch,
   emptyTwin,
+  type Json,
   type JsonObject,
   type TwinLimits,
   type TwinRecord,
@@ -21,8 +25,8 @@ import {
   type TwinSideName,
 } from './twin.js'
 
-/** Twin sides this node remembers from its own writes. */
-const MAX_CACHED_SIDES = 10_000
+/** Twin sides this node remembers from its own writes, per side (desired, reported). */
+const CACHED_SIDES = 10_000
 
 /** Most patches of one side written together. */
 const MAX_GROUP = 64
@@ -53,6 +57,8 @@ export interface TwinServiceDeps {
   store: TwinStore
   limits: TwinLimits
   now?: () => Date
+  /** Sides remembered from this node's writes, per side. @default 10000 */
+  cachedSides?: number
 }
 
 export type TwinService = ReturnType<typeof createTwinService>
@@ -60,31 +66,63 @@ export type TwinService = ReturnType<typeof createTwinService>
 export function createTwinService(deps: TwinServiceDeps) {
   const { store, limits } = deps
   const now = deps.now ?? (() => new Date())
-  /** Per twin side, the patches waiting for the write in flight (a key is present while one runs). */
-  const waiting = new Map<string, Waiting[]>()
-  const written = new Map<string, TwinSide>()
+  const cachedSides = deps.cachedSides ?? CACHED_SIDES
+  /** Per side and device, the patches waiting for the write in flight (present while one runs). */
+  const waiting = { desired: new Map<string, Waiting[]>(), reported: new Map<string, Waiting[]>() }
+  /** Per side and device, the side as this node last wrote it. */
+  const written = { desired: new Map<string, TwinSide>(), reported: new Map<string, TwinSide>() }
 
-  function remember(key: string, side: TwinSide) {
-    written.delete(key)
-    if (written.size >= MAX_CACHED_SIDES) written.delete(written.keys().next().value as string)
-    written.set(key, side)
+  /** A side the cache may change in place (the one given is also an answer's). */
+  function ownCopy(side: TwinSide): TwinSide {
+    return { version: side.version, doc: { ...side.doc }, meta: { ...side.meta } }
+  }
+
+  function remember(cache: Map<string, TwinSide>, deviceId: string, side: TwinSide) {
+    if (!cache.has(deviceId) && cache.size >= cachedSides) {
+      const oldest = cache.keys().next()
+      if (!oldest.done) cache.delete(oldest.value)
+    }
+    cache.set(deviceId, side)
   }
 
   async function read(deviceId: string): Promise<TwinRecord> {
     return (await store.get(deviceId)) ?? emptyTwin()
   }
 
+  /**
+   * Brings a remembered side to `next` in place: only the top-level properties the group's accepted
+   * patches named change, so a device reporting often makes no new copy of its whole side each time.
+   * Nothing outside this service sees the remembered object (answers carry the new side instead), and
+   * nested values are shared, never changed.
+   */
+  function update(copy: TwinSide, next: TwinSide, group: readonly Waiting[], outcomes: readonly unknown[]) {
+    copy.version = next.version
+    copy.meta.$ = next.meta.$ as string
+    for (let i = 0; i < group.length; i++) {
+      if (outcomes[i] instanceof Error) continue
+      for (const k of Object.keys((group[i] as Waiting).patch)) {
+        if (Object.hasOwn(next.doc, k)) {
+          copy.doc[k] = next.doc[k] as Json
+          copy.meta[k] = next.meta[k] as string
+        } else {
+          delete copy.doc[k]
+          delete copy.meta[k]
+        }
+      }
+    }
+  }
+
   /** Writes the waiting patches of one side, a group at a time, until none are left. */
-  async function drain(deviceId: string, side: TwinSideName, key: string, queue: Waiting[]): Promise<void> {
+  async function drain(deviceId: string, side: TwinSideName, queue: Waiting[]): Promise<void> {
     while (queue.length > 0) {
       const group = queue.splice(0, MAX_GROUP)
       try {
-        settle(group, await writeGroup(deviceId, side, key, group))
+        settle(group, await writeGroup(deviceId, side, group))
       } catch (err) {
         for (const w of group) w.reject(err)
       }
     }
-    waiting.delete(key)
+    waiting[side].delete(deviceId)
   }
 
   function settle(group: readonly Waiting[], outcomes: readonly (PatchResult | Error)[]) {
@@ -105,11 +143,11 @@ export function createTwinService(deps: TwinServiceDeps) {
   async function writeGroup(
     deviceId: string,
     side: TwinSideName,
-    key: string,
     group: readonly Waiting[],
   ): Promise<(PatchResult | Error)[]> {
+    const cache = written[side]
     attempts: for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const cached = written.get(key)
+      const cached = cache.get(deviceId)
       const current = cached ?? (await read(deviceId))[side]
       const at = now().toISOString()
       const outcomes: (PatchResult | Error)[] = []
@@ -118,7 +156,7 @@ export function createTwinService(deps: TwinServiceDeps) {
         if (w.ifVersion !== undefined && w.ifVersion !== next.version) {
           // the copy may be old: decide on the stored version
           if (cached) {
-            written.delete(key)
+            cache.delete(deviceId)
             continue attempts
           }
           outcomes.push(new errors.PRECONDITION_FAILED(`${side} is at version ${next.version}, not ${w.ifVersion}`))
@@ -134,11 +172,12 @@ export function createTwinService(deps: TwinServiceDeps) {
       if (next === current) return outcomes // nothing to write
       const r = await store.casSide(deviceId, side, next, current.version)
       if (r === true) {
-        remember(key, next)
+        if (cached && cache.get(deviceId) === cached) update(cached, next, group, outcomes)
+        else remember(cache, deviceId, ownCopy(next))
         return outcomes
       }
       // a stale copy costs one more try; a lost race with another node, a pause first
-      if (!written.delete(key)) await backoff(attempt)
+      if (!cache.delete(deviceId)) await backoff(attempt)
     }
     const conflict = new errors.CONFLICT(`the ${side} state of ${deviceId} is being changed by others; try again`)
     return group.map(() => conflict)
@@ -159,18 +198,17 @@ export function createTwinService(deps: TwinServiceDeps) {
     patch(deviceId: string, side: TwinSideName, patch: unknown, ifVersion?: number): Promise<PatchResult> {
       const checked = assertPatch(patch, limits)
       if (side === 'desired') assertDesiredSections(checked)
-      const key = `${deviceId}\u0000${side}`
       return new Promise<PatchResult>((resolve, reject) => {
         const w: Waiting = { patch: checked, resolve, reject }
         if (ifVersion !== undefined) w.ifVersion = ifVersion
-        const queue = waiting.get(key)
+        const queue = waiting[side].get(deviceId)
         if (queue) {
           queue.push(w)
           return
         }
         const fresh = [w]
-        waiting.set(key, fresh)
-        void drain(deviceId, side, key, fresh)
+        waiting[side].set(deviceId, fresh)
+        void drain(deviceId, side, fresh)
       })
     },
 
@@ -180,8 +218,8 @@ export function createTwinService(deps: TwinServiceDeps) {
     },
 
     delete(deviceId: string): Promise<void> {
-      written.delete(`${deviceId}\u0000desired`)
-      written.delete(`${deviceId}\u0000reported`)
+      written.desired.delete(deviceId)
+      written.reported.delete(deviceId)
       return store.delete(deviceId)
     },
   }

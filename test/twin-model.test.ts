@@ -12,6 +12,7 @@ import {
   type JsonObject,
   mergePatch,
   sideView,
+  type TwinSide,
 } from '../registry/twin.js'
 import { createTwinService } from '../registry/twins.js'
 import { pendingOf } from '../registry/where/index.js'
@@ -151,3 +152,83 @@ t.test(
     t.same((await twins.get('d1')).reported.doc, { other: true, n: 9 })
   },
 )
+
+t.test('a device writing again reads nothing first; the oldest copy goes when the bound is reached', async (t) => {
+  const inner = createMemoryStore().twins
+  const reads: string[] = []
+  const store: TwinStore = {
+    ...inner,
+    get(deviceId) {
+      reads.push(deviceId)
+      return inner.get(deviceId)
+    },
+  }
+  const twins = createTwinService({ store, limits: DEFAULT_TWIN_LIMITS, cachedSides: 2 })
+  await twins.patch('a', 'reported', { n: 1 })
+  await twins.patch('b', 'reported', { n: 1 })
+  await twins.patch('a', 'desired', { n: 1 }) // the other side has a bound of its own
+  t.same(reads, ['a', 'b', 'a'], 'each side read once')
+  await twins.patch('a', 'reported', { n: 2 })
+  await twins.patch('b', 'reported', { n: 2 })
+  await twins.patch('a', 'desired', { n: 2 })
+  t.same(reads, ['a', 'b', 'a'], 'written again from the copies')
+  await twins.patch('c', 'reported', { n: 1 }) // the bound: a's reported copy, the oldest, goes
+  await twins.patch('b', 'reported', { n: 3 })
+  await twins.patch('a', 'reported', { n: 3 })
+  await twins.patch('a', 'desired', { n: 3 })
+  t.same(reads, ['a', 'b', 'a', 'c', 'a'], 'only the dropped copy is read again')
+  t.same(
+    (await Promise.all(['a', 'b', 'c'].map((id) => twins.get(id)))).map((r) => [r.reported.version, r.reported.doc]),
+    [
+      [4, { n: 3 }],
+      [4, { n: 3 }],
+      [2, { n: 1 }],
+    ],
+  )
+  t.same((await twins.get('a')).desired.doc, { n: 3 })
+})
+
+t.test('a remembered side changed in place matches the side as stored, and answers never change', async (t) => {
+  const store = createMemoryStore().twins
+  const twins = createTwinService({ store, limits: { ...DEFAULT_TWIN_LIMITS, maxBytes: 120 } })
+  const patches: JsonObject[] = [
+    { a: 1, b: { c: 1, d: 2 } },
+    { a: 2 },
+    { b: { c: null, e: [1, 2] } },
+    { a: null, f: 'x' },
+    { big: 'y'.repeat(200) }, // refused: over the size limit
+    { a: 3, b: null },
+    { b: { g: true } },
+  ]
+  const answers: { version: number; doc: unknown; side: TwinSide }[] = []
+  for (const p of patches) {
+    try {
+      const r = await twins.patch('d', 'desired', p)
+      answers.push({ version: r.version, doc: structuredClone(r.side.doc), side: r.side })
+    } catch (err) {
+      t.equal((err as { statusCode?: number }).statusCode, 413)
+    }
+    // the store holds what a fold of the accepted patches gives
+    const stored = (await twins.get('d')).desired
+    t.same(stored.doc, answers.at(-1)?.doc, `after ${JSON.stringify(p).slice(0, 40)}`)
+  }
+  t.same((await twins.get('d')).desired.doc, { f: 'x', a: 3, b: { g: true } })
+  t.same(
+    Object.keys((await twins.get('d')).desired.meta).sort(),
+    ['$', 'a', 'b', 'f'],
+    'times kept for the properties there are',
+  )
+  for (const a of answers) t.same(a.side.doc, a.doc, `the answer of version ${a.version} is as it was`)
+  // several patches in one write (a group), one of them refused, then one more from the copy
+  const group = await Promise.allSettled([
+    twins.patch('d', 'desired', { h: 1 }),
+    twins.patch('d', 'desired', { big: 'z'.repeat(200) }),
+    twins.patch('d', 'desired', { a: null, h: 2 }),
+  ])
+  t.same(
+    group.map((g) => g.status),
+    ['fulfilled', 'rejected', 'fulfilled'],
+  )
+  await twins.patch('d', 'desired', { i: 1 })
+  t.same((await twins.get('d')).desired.doc, { f: 'x', b: { g: true }, h: 2, i: 1 })
+})
