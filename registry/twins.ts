@@ -46,6 +46,12 @@ export interface PatchResult {
   patch: JsonObject
 }
 
+/** One device side's patches waiting for its write in flight; `writing` while one runs. */
+interface Queue {
+  items: Waiting[]
+  writing: boolean
+}
+
 interface Waiting {
   patch: JsonObject
   ifVersion?: number
@@ -67,8 +73,25 @@ export function createTwinService(deps: TwinServiceDeps) {
   const { store, limits } = deps
   const now = deps.now ?? (() => new Date())
   const cachedSides = deps.cachedSides ?? CACHED_SIDES
-  /** Per side and device, the patches waiting for the write in flight (present while one runs). */
-  const waiting = { desired: new Map<string, Waiting[]>(), reported: new Map<string, Waiting[]>() }
+  /**
+   * Per side and device, the patches waiting for the write in flight. A device's queue stays after
+   * its write (an entry added and deleted at every report is garbage that reaches the old
+   * generation); idle queues are dropped when a side has as many as it remembers sides.
+   */
+  const waiting = { desired: new Map<string, Queue>(), reported: new Map<string, Queue>() }
+  /** The time of the last write in ISO form, shared by the writes of one millisecond. */
+  let stampedAt = Number.NaN
+  let stamp = ''
+
+  function isoNow(): string {
+    const d = now()
+    const ms = d.getTime()
+    if (ms !== stampedAt) {
+      stampedAt = ms
+      stamp = d.toISOString()
+    }
+    return stamp
+  }
   /** Per side and device, the side as this node last wrote it. */
   const written = { desired: new Map<string, TwinSide>(), reported: new Map<string, TwinSide>() }
 
@@ -113,16 +136,27 @@ export function createTwinService(deps: TwinServiceDeps) {
   }
 
   /** Writes the waiting patches of one side, a group at a time, until none are left. */
-  async function drain(deviceId: string, side: TwinSideName, queue: Waiting[]): Promise<void> {
-    while (queue.length > 0) {
-      const group = queue.splice(0, MAX_GROUP)
+  async function drain(deviceId: string, side: TwinSideName, queue: Queue): Promise<void> {
+    while (queue.items.length > 0) {
+      const group = queue.items.splice(0, MAX_GROUP)
       try {
         settle(group, await writeGroup(deviceId, side, group))
       } catch (err) {
         for (const w of group) w.reject(err)
       }
     }
-    waiting[side].delete(deviceId)
+    queue.writing = false
+  }
+
+  function queueOf(deviceId: string, side: TwinSideName): Queue {
+    const queues = waiting[side]
+    let queue = queues.get(deviceId)
+    if (!queue) {
+      if (queues.size >= cachedSides) for (const [id, q] of queues) if (!q.writing) queues.delete(id)
+      queue = { items: [], writing: false }
+      queues.set(deviceId, queue)
+    }
+    return queue
   }
 
   function settle(group: readonly Waiting[], outcomes: readonly (PatchResult | Error)[]) {
@@ -149,7 +183,7 @@ export function createTwinService(deps: TwinServiceDeps) {
     attempts: for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const cached = cache.get(deviceId)
       const current = cached ?? (await read(deviceId))[side]
-      const at = now().toISOString()
+      const at = isoNow()
       const outcomes: (PatchResult | Error)[] = []
       let next = current
       for (const w of group) {
@@ -201,14 +235,11 @@ export function createTwinService(deps: TwinServiceDeps) {
       return new Promise<PatchResult>((resolve, reject) => {
         const w: Waiting = { patch: checked, resolve, reject }
         if (ifVersion !== undefined) w.ifVersion = ifVersion
-        const queue = waiting[side].get(deviceId)
-        if (queue) {
-          queue.push(w)
-          return
-        }
-        const fresh = [w]
-        waiting[side].set(deviceId, fresh)
-        void drain(deviceId, side, fresh)
+        const queue = queueOf(deviceId, side)
+        queue.items.push(w)
+        if (queue.writing) return
+        queue.writing = true
+        void drain(deviceId, side, queue)
       })
     },
 
@@ -218,8 +249,10 @@ export function createTwinService(deps: TwinServiceDeps) {
     },
 
     delete(deviceId: string): Promise<void> {
-      written.desired.delete(deviceId)
-      written.reported.delete(deviceId)
+      for (const side of ['desired', 'reported'] as const) {
+        written[side].delete(deviceId)
+        if (waiting[side].get(deviceId)?.writing === false) waiting[side].delete(deviceId)
+      }
       return store.delete(deviceId)
     },
   }

@@ -232,3 +232,20 @@ t.test('a remembered side changed in place matches the side as stored, and answe
   await twins.patch('d', 'desired', { i: 1 })
   t.same((await twins.get('d')).desired.doc, { f: 'x', b: { g: true }, h: 2, i: 1 })
 })
+
+t.test('more devices writing at once than the bound: every patch is written, in order per device', async (t) => {
+  const twins = createTwinService({ store: createMemoryStore().twins, limits: DEFAULT_TWIN_LIMITS, cachedSides: 2 })
+  const ids = ['a', 'b', 'c', 'd', 'e']
+  for (let round = 0; round < 3; round++) {
+    const versions = await Promise.all(
+      ids.flatMap((id) => [1, 2, 3].map((n) => twins.patch(id, 'reported', { n, round }).then((r) => r.version))),
+    )
+    const first = 2 + round * 3
+    t.same(
+      versions,
+      ids.flatMap(() => [first, first + 1, first + 2]),
+      `round ${round}: versions in order`,
+    )
+  }
+  for (const id of ids) t.same((await twins.get(id)).reported.doc, { n: 3, round: 2 })
+})
