@@ -7,10 +7,10 @@
 // burst (a connection storm, a saturated minute: everything in flight survives), and the decision
 // stays after the burst. From then on every packet, payload and envelope it parses is made old and
 // dies old, so the old generation fills with garbage and V8 runs a full collection every few
-// seconds. Each costs tens of milliseconds of CPU, and at a steady 10,000 twin reports/s that was
-// what pushed the p99 round trip from about 5 ms to about 100 ms (docs/benchmarks.md). Without
-// pretenuring those objects die young, as they do before a burst. Objects that really live long
-// are still moved to the old generation, by the two collections they survive.
+// seconds. Each costs tens of milliseconds of CPU; at a steady 10,000 twin reports/s those
+// collections were what stretched the p99 round trip to about 100 ms (docs/benchmarks.md).
+// Without pretenuring those objects die young, as they do before a burst. Objects that really
+// live long are still moved to the old generation, by the two collections they survive.
 //
 // A flag given on the node command line (`--allocation-site-pretenuring`) wins over this.
 import v8 from 'node:v8'

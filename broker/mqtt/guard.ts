@@ -13,7 +13,7 @@
 // one shared empty packet, not a fresh one of its own: mqtt-packet makes the next packet as soon as
 // it emits one, so that object waited for the device's next packet, outlived two scavenges, was
 // moved to the old generation, and then held that packet's topic and payload there too (at 10,000
-// twin reports/s, a fifth of what the old generation took in).
+// twin reports/s the old generation took in 4.4 MB/s with this, 6.4-7.9 MB/s without).
 import { isUtf8 } from 'node:buffer'
 import { createRequire } from 'node:module'
 
