@@ -106,7 +106,7 @@ t.test('a packet refused on one connection leaves the shared packet empty for th
     b.got.map((p) => [p.cmd, p.topic, p.messageId]),
     [
       ['publish', '$iot/dev-1/twin/reported', 2],
-      ['puback', undefined, 2],
+      ['puback', null, 2],
     ],
     'the other connection parses on',
   )
